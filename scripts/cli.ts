@@ -1,0 +1,184 @@
+// The command line behind the npm scripts: parses flags, loads the configuration, calls one core
+// command, prints its report. Errors are one line on stderr; exit 0 done, 1 failed, 2 bad usage.
+import "reflect-metadata";
+import { parseArgs } from "util";
+import { Config, describeServer, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
+import { DATABASES, DbName, isDbName } from "../src/databases";
+import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/embedded";
+import { EXIT, MigrationError, UsageError } from "../src/errors";
+import { destroyCluster, stopCluster } from "../src/local-postgres";
+import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/migrator";
+import { runMigrations } from "../src/commands/run";
+import { revertMigrations, RevertTarget } from "../src/commands/revert";
+import { showMigrations } from "../src/commands/show";
+import { generateMigrations } from "../src/commands/generate";
+import { createMigration } from "../src/commands/create";
+import * as print from "./print";
+
+const FLAGS = {
+  db: { type: "string", multiple: true },
+  to: { type: "string" },
+  steps: { type: "string" },
+  "dry-run": { type: "boolean" },
+  "no-backup": { type: "boolean" },
+  json: { type: "boolean" },
+  check: { type: "boolean" },
+  verbose: { type: "boolean" },
+} as const;
+
+type Flags = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K] extends { multiple: true } ? string[] : (typeof FLAGS)[K] extends { type: "boolean" } ? boolean : string };
+
+function parse(argv: string[]): { flags: Flags; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
+    return { flags: values as Flags, positionals };
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0].replace(/^TypeError \[\w+\]: /, ""));
+  }
+}
+
+function selectedDbs(flags: Flags): DbName[] {
+  if (!flags.db?.length) return [...DATABASES];
+  for (const db of flags.db) if (!isDbName(db)) throw new UsageError(`unknown database "${db}" (expected one of ${DATABASES.join(", ")})`);
+  return DATABASES.filter((d) => flags.db!.includes(d));
+}
+
+function oneDb(flags: Flags, command: string): DbName {
+  const dbs = selectedDbs(flags);
+  if (!flags.db?.length || dbs.length !== 1) throw new UsageError(`${command} needs exactly one --db <${DATABASES.join("|")}>`);
+  return dbs[0];
+}
+
+function timeouts(): Timeouts {
+  const env = process.env;
+  try {
+    return {
+      lockTimeout: parseDuration(env.MIGRATION_LOCK_TIMEOUT ?? DEFAULT_TIMEOUTS.lockTimeout, "MIGRATION_LOCK_TIMEOUT"),
+      statementTimeout: parseDuration(env.MIGRATION_STATEMENT_TIMEOUT ?? DEFAULT_TIMEOUTS.statementTimeout, "MIGRATION_STATEMENT_TIMEOUT"),
+    };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function deployLockWaitMs(): number {
+  const raw = process.env.MIGRATION_LOCK_WAIT_MS;
+  const value = raw ? Number(raw) : 120_000;
+  if (!Number.isInteger(value) || value < 0) throw new UsageError("MIGRATION_LOCK_WAIT_MS must be a whole number of milliseconds");
+  return value;
+}
+
+/** The configuration, starting the embedded server first when nothing is configured. */
+async function configure(json: boolean): Promise<Config> {
+  readDotEnv();
+  if (isUnconfigured(process.env) && !isProduction(process.env)) {
+    const { created } = await startEmbedded();
+    if (created && !json) console.error("created the embedded PostgreSQL cluster in .pgdata/");
+  }
+  const config = loadConfig(process.env, { embeddedUrl });
+  if (!json) console.log(describeServer(config));
+  return config;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { flags, positionals } = parse(rest);
+  const json = !!flags.json;
+  const emit = (report: unknown, human: () => void) => (json ? console.log(JSON.stringify(report, null, 2)) : human());
+
+  switch (command) {
+    case "migration:run": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await runMigrations(config, { dbs, to: flags.to, dryRun: flags["dry-run"], timeouts: timeouts(), lockTimeoutMs: deployLockWaitMs() });
+      emit(report, () => print.run(report));
+      return report.status === "failed" ? EXIT.failed : EXIT.ok;
+    }
+    case "migration:revert": {
+      let target: RevertTarget = { kind: "last-run" };
+      if (flags.db?.length || flags.steps || flags.to) {
+        const db = oneDb(flags, "migration:revert with --steps or --to");
+        if (flags.steps && flags.to) throw new UsageError("give --steps or --to, not both");
+        if (flags.to) target = { kind: "to", db, to: flags.to };
+        else {
+          const steps = Number(flags.steps ?? 1);
+          if (!Number.isInteger(steps) || steps < 1) throw new UsageError("--steps must be a positive whole number");
+          target = { kind: "steps", db, steps };
+        }
+      }
+      const config = await configure(json);
+      const report = await revertMigrations(config, { target, dryRun: flags["dry-run"], timeouts: timeouts(), lockTimeoutMs: deployLockWaitMs() });
+      emit(report, () => print.revert(report));
+      return report.status === "failed" ? EXIT.failed : EXIT.ok;
+    }
+    case "migration:show": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await showMigrations(config, dbs);
+      emit(report, () => print.show(report));
+      return EXIT.ok;
+    }
+    case "migration:generate": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await generateMigrations(config, { name: positionals[0], dbs, check: flags.check });
+      emit(report, () => print.generate(report, !!flags.check));
+      return flags.check && report.databases.some((d) => d.changed) ? EXIT.failed : EXIT.ok;
+    }
+    case "migration:create": {
+      const db = oneDb(flags, "migration:create");
+      const file = createMigration(positionals[0], db);
+      emit({ command: "create", db, file }, () => console.log(`${db}: created ${file}`));
+      return EXIT.ok;
+    }
+    case "db:up": {
+      const { created, port } = await startEmbedded();
+      console.log(`embedded PostgreSQL ${created ? "created and " : ""}running on 127.0.0.1:${port} (data in .pgdata/)`);
+      return EXIT.ok;
+    }
+    case "db:down":
+      stopCluster(EMBEDDED_ROOT);
+      console.log("embedded PostgreSQL stopped");
+      return EXIT.ok;
+    case "db:reset": {
+      destroyCluster(EMBEDDED_ROOT);
+      const { port } = await startEmbedded();
+      console.log(`embedded PostgreSQL recreated, empty, on 127.0.0.1:${port}`);
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError(`unknown command "${command ?? ""}"`);
+  }
+}
+
+function passwordsInEnv(): string[] {
+  const out: string[] = [];
+  for (const key of ["DATABASE_URL", "AUTHDB_URL", "APIDB_URL", "ADMINDB_URL", "PGPASSWORD"]) {
+    const value = process.env[key];
+    if (!value) continue;
+    if (key === "PGPASSWORD") out.push(value);
+    else {
+      try {
+        const p = decodeURIComponent(new URL(value).password);
+        if (p) out.push(p, encodeURIComponent(p));
+      } catch {
+        /* a malformed URL is reported without its text */
+      }
+    }
+  }
+  return out;
+}
+
+const verbose = process.argv.includes("--verbose");
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const known = error instanceof MigrationError;
+    const line = known ? error.line : String((error as Error)?.message ?? error).split("\n")[0];
+    console.error(`error: ${scrubSecrets(line, passwordsInEnv())}`);
+    if (verbose && !known) console.error(scrubSecrets(String((error as Error)?.stack), passwordsInEnv()));
+    process.exitCode = known ? error.exitCode : EXIT.failed;
+  },
+);

@@ -1,0 +1,52 @@
+// migration:generate: TypeORM's diff of entities against each (up-to-date) database, written as a
+// timestamped migration only where there is a difference. --check writes nothing and reports.
+import * as fs from "fs";
+import * as path from "path";
+import type { Config } from "../config";
+import type { DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { migrationsDir } from "../migration-files";
+import { closeStates, readStates } from "../plan";
+import { schemaDiff, SqlQuery } from "../schema-diff";
+import { checkMigrationName, renderMigration } from "../render-migration";
+
+export interface DbGenerateResult {
+  db: DbName;
+  changed: boolean;
+  up: string[];
+  file?: string;
+}
+
+export interface GenerateReport {
+  command: "generate";
+  databases: DbGenerateResult[];
+}
+
+export async function generateMigrations(
+  config: Config,
+  options: { name?: string; dbs: DbName[]; check?: boolean; timestamp?: number },
+): Promise<GenerateReport> {
+  if (!options.check) checkMigrationName(options.name);
+  const timestamp = options.timestamp ?? Date.now();
+  const states = await readStates(config, options.dbs, { createMissing: !options.check });
+  try {
+    const databases: DbGenerateResult[] = [];
+    for (const s of states) {
+      if (s.pending.length) {
+        throw new MigrationError(`${s.pending.length} migration(s) pending (${s.pending[0].name}...): run \`npm run migration:run\` first so the diff is against the current schema`, s.db);
+      }
+      const diff = await schemaDiff(s.dataSource);
+      const result: DbGenerateResult = { db: s.db, changed: diff.up.length > 0, up: diff.up.map((q: SqlQuery) => q.query) };
+      if (result.changed && !options.check) {
+        const file = path.join(migrationsDir(s.db), `${timestamp}-${options.name}.ts`);
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down));
+        result.file = path.relative(process.cwd(), file);
+      }
+      databases.push(result);
+    }
+    return { command: "generate", databases };
+  } finally {
+    await closeStates(states);
+  }
+}

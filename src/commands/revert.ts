@@ -1,0 +1,139 @@
+// migration:revert: undo the last deploy run in every database it touched (no flags), or, in one
+// database, the last N migrations (--steps) or everything after a migration (--to <name>|base).
+import type { Config } from "../config";
+import { describeError } from "../connect";
+import { DATABASES, DbName } from "../databases";
+import { MigrationError, UsageError } from "../errors";
+import { readApplied, readHistory } from "../history";
+import { withLocks } from "../locks";
+import type { MigrationFile } from "../migration-files";
+import { applyMigration, StepResult, Timeouts } from "../migrator";
+import { checkFilesPresent, closeStates, DbState, readStates } from "../plan";
+import { newRunId } from "../run-id";
+import { captureSql } from "../dry-run";
+
+export type RevertTarget =
+  | { kind: "last-run" }
+  | { kind: "steps"; db: DbName; steps: number }
+  | { kind: "to"; db: DbName; to: string };
+
+export interface RevertOptions {
+  target: RevertTarget;
+  dryRun?: boolean;
+  timeouts: Timeouts;
+  lockTimeoutMs: number;
+}
+
+export interface DbRevertResult {
+  db: DbName;
+  toRevert: string[];
+  reverted: StepResult[];
+  sql?: Record<string, string[]>;
+}
+
+export interface RevertReport {
+  command: "revert";
+  runId: string;
+  /** The deploy run undone, when reverting the last run. */
+  undoesRun?: string;
+  status: "reverted" | "nothing-to-do" | "dry-run" | "failed";
+  databases: DbRevertResult[];
+  failure?: { db: DbName; migration: string; message: string };
+}
+
+/** What to undo in each database, newest first, as migration files. */
+async function selectReverts(states: DbState[], target: RevertTarget): Promise<{ plan: Map<DbName, MigrationFile[]>; undoesRun?: string }> {
+  const plan = new Map<DbName, MigrationFile[]>();
+  const fileOf = (s: DbState, name: string) => {
+    const file = s.files.find((f) => f.name === name);
+    if (!file) throw new MigrationError(`applied migration ${name} has no file in src/migrations/${s.db}/`, s.db);
+    return file;
+  };
+  if (target.kind === "last-run") {
+    // The newest run that applied something, across the databases.
+    let last: { runId: string; at: number } | undefined;
+    const histories = new Map<DbName, Awaited<ReturnType<typeof readHistory>>>();
+    for (const s of states) {
+      const history = await readHistory(s.dataSource);
+      histories.set(s.db, history);
+      for (const h of history) {
+        if (h.direction === "up" && (!last || h.appliedAt.getTime() > last.at)) last = { runId: h.runId, at: h.appliedAt.getTime() };
+      }
+    }
+    for (const s of states) {
+      const appliedNames = new Set(s.applied.map((a) => a.name));
+      const ofRun = new Set((histories.get(s.db) ?? []).filter((h) => last && h.runId === last.runId && h.direction === "up").map((h) => h.name));
+      const names = s.applied.filter((a) => ofRun.has(a.name) && appliedNames.has(a.name)).map((a) => a.name).reverse();
+      plan.set(s.db, names.map((n) => fileOf(s, n)));
+    }
+    return { plan, undoesRun: last?.runId };
+  }
+  const s = states.find((st) => st.db === target.db)!;
+  const applied = [...s.applied].reverse(); // newest first
+  let names: string[];
+  if (target.kind === "steps") {
+    names = applied.slice(0, target.steps).map((a) => a.name);
+  } else if (target.to === "base") {
+    names = applied.map((a) => a.name);
+  } else {
+    const index = applied.findIndex((a) => a.name === target.to);
+    if (index < 0) {
+      const known = s.files.some((f) => f.name === target.to);
+      throw new UsageError(known ? `migration "${target.to}" is not applied` : `unknown migration "${target.to}"`, s.db);
+    }
+    names = applied.slice(0, index).map((a) => a.name);
+  }
+  plan.set(s.db, names.map((n) => fileOf(s, n)));
+  return { plan };
+}
+
+export async function revertMigrations(config: Config, options: RevertOptions): Promise<RevertReport> {
+  const dbs = options.target.kind === "last-run" ? [...DATABASES] : [options.target.db];
+  const runId = newRunId();
+  const states = await readStates(config, dbs);
+  const report: RevertReport = { command: "revert", runId, status: "nothing-to-do", databases: [] };
+  try {
+    states.forEach(checkFilesPresent);
+    let { plan, undoesRun } = await selectReverts(states, options.target);
+    report.undoesRun = undoesRun;
+    const resultOf = new Map<DbName, DbRevertResult>();
+    for (const s of states) {
+      const r: DbRevertResult = { db: s.db, toRevert: plan.get(s.db)!.map((f) => f.name), reverted: [] };
+      resultOf.set(s.db, r);
+      report.databases.push(r);
+    }
+    if ([...plan.values()].every((p) => p.length === 0)) return report;
+
+    if (options.dryRun) {
+      report.status = "dry-run";
+      for (const s of states) {
+        const sql: Record<string, string[]> = {};
+        for (const f of plan.get(s.db)!) sql[f.name] = await captureSql(s.dataSource, f, "down");
+        resultOf.get(s.db)!.sql = sql;
+      }
+      return report;
+    }
+
+    await withLocks(config, dbs, options.lockTimeoutMs, async () => {
+      for (const s of states) s.applied = await readApplied(s.dataSource);
+      ({ plan } = await selectReverts(states, options.target));
+      for (const s of states) resultOf.get(s.db)!.toRevert = plan.get(s.db)!.map((f) => f.name);
+      report.status = [...plan.values()].every((p) => p.length === 0) ? "nothing-to-do" : "reverted";
+      // Newest database first: admindb, apidb, authdb.
+      for (const s of [...states].reverse()) {
+        for (const file of plan.get(s.db)!) {
+          try {
+            resultOf.get(s.db)!.reverted.push(await applyMigration(s.dataSource, file, "down", { runId, timeouts: options.timeouts }));
+          } catch (error) {
+            report.status = "failed";
+            report.failure = { db: s.db, migration: file.name, message: describeError(error, s.target).message };
+            return;
+          }
+        }
+      }
+    });
+    return report;
+  } finally {
+    await closeStates(states);
+  }
+}

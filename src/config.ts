@@ -1,0 +1,154 @@
+// Environment -> validated connection settings, one per database, with passwords kept out of
+// anything printable (see `redactUrl`).
+import * as fs from "fs";
+import * as path from "path";
+import { DATABASES, DbName } from "./databases";
+import { UsageError } from "./errors";
+
+export interface DbTarget {
+  db: DbName;
+  /** Full connection URL, password included: never print it, print `display` instead. */
+  url: string;
+  /** The database name on the server (`authdb` unless renamed). */
+  database: string;
+  /** Where the setting came from: `AUTHDB_URL`, `DATABASE_URL` or `embedded`. */
+  source: string;
+  /** The URL with its password replaced by `***`. */
+  display: string;
+}
+
+export interface Config {
+  targets: Record<DbName, DbTarget>;
+  /** "configured" when the environment names servers, "embedded" for the local `.pgdata/` server. */
+  server: "configured" | "embedded";
+  backupDir: string;
+  connectTimeoutMs: number;
+}
+
+export type Env = Record<string, string | undefined>;
+
+const URL_VARS: Record<DbName, string> = { authdb: "AUTHDB_URL", apidb: "APIDB_URL", admindb: "ADMINDB_URL" };
+const NAME_VARS: Record<DbName, string> = { authdb: "AUTHDB_NAME", apidb: "APIDB_NAME", admindb: "ADMINDB_NAME" };
+
+/** Replaces the password of a connection URL by `***`; leaves unparsable text without anything after `//user:`. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@");
+  }
+}
+
+/** Removes every occurrence of the given secrets from a message. */
+export function scrubSecrets(message: string, secrets: Iterable<string>): string {
+  let out = message;
+  for (const secret of secrets) {
+    if (secret && secret.length >= 3) out = out.split(secret).join("***");
+  }
+  return out;
+}
+
+/** Parses and checks a postgres URL; throws a UsageError naming the variable (never its value). */
+export function parsePostgresUrl(url: string, variable: string, db?: DbName): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`${variable} is not a valid URL (expected postgres://user:password@host:5432/name)`, db);
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new UsageError(`${variable} must start with postgres:// or postgresql:// (got ${parsed.protocol}//)`, db);
+  }
+  if (!parsed.hostname) throw new UsageError(`${variable} has no host`, db);
+  if (parsed.port && !/^\d+$/.test(parsed.port)) throw new UsageError(`${variable} has an invalid port`, db);
+  return parsed;
+}
+
+function databaseNameOf(parsed: URL): string {
+  return decodeURIComponent(parsed.pathname.replace(/^\//, ""));
+}
+
+function target(db: DbName, parsed: URL, database: string, source: string): DbTarget {
+  const withDb = new URL(parsed.toString());
+  withDb.pathname = "/" + encodeURIComponent(database);
+  const url = withDb.toString();
+  return { db, url, database, source, display: redactUrl(url) };
+}
+
+/** True when the environment names no server at all. */
+export function isUnconfigured(env: Env): boolean {
+  return !env.DATABASE_URL && DATABASES.every((db) => !env[URL_VARS[db]]);
+}
+
+export function isProduction(env: Env): boolean {
+  return env.NODE_ENV === "production";
+}
+
+export interface LoadOptions {
+  /** Base URL (no database) of the embedded server, used only when the environment names none. */
+  embeddedUrl?: () => string | undefined;
+}
+
+/** Reads the configuration from an environment (process.env after `.env` was applied). */
+export function loadConfig(env: Env, options: LoadOptions = {}): Config {
+  const connectTimeoutMs = positiveInt(env.MIGRATION_CONNECT_TIMEOUT_MS, "MIGRATION_CONNECT_TIMEOUT_MS", 10_000);
+  const backupDir = path.resolve(env.MIGRATION_BACKUP_DIR || "backups");
+
+  if (isUnconfigured(env)) {
+    if (isProduction(env)) {
+      throw new UsageError("no database configured: set DATABASE_URL, or AUTHDB_URL, APIDB_URL and ADMINDB_URL");
+    }
+    const base = options.embeddedUrl?.();
+    if (!base) throw new UsageError("no database configured and the embedded server is not set up: run `npm run db:up`");
+    const parsed = parsePostgresUrl(base, "embedded server URL");
+    const targets = {} as Record<DbName, DbTarget>;
+    for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
+    return { targets, server: "embedded", backupDir, connectTimeoutMs };
+  }
+
+  const shared = env.DATABASE_URL ? parsePostgresUrl(env.DATABASE_URL, "DATABASE_URL") : undefined;
+  const targets = {} as Record<DbName, DbTarget>;
+  for (const db of DATABASES) {
+    const own = env[URL_VARS[db]];
+    if (own) {
+      const parsed = parsePostgresUrl(own, URL_VARS[db], db);
+      targets[db] = target(db, parsed, databaseNameOf(parsed) || env[NAME_VARS[db]] || db, URL_VARS[db]);
+    } else if (shared) {
+      targets[db] = target(db, shared, env[NAME_VARS[db]] || db, "DATABASE_URL");
+    } else {
+      throw new UsageError(`no URL configured: set ${URL_VARS[db]} or DATABASE_URL`, db);
+    }
+  }
+  return { targets, server: "configured", backupDir, connectTimeoutMs };
+}
+
+function positiveInt(raw: string | undefined, variable: string, fallback: number): number {
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new UsageError(`${variable} must be a positive integer`);
+  return value;
+}
+
+/** Applies `.env` from the working directory to `env` (variables already set win). */
+export function readDotEnv(env: Env = process.env, file = path.resolve(".env")): void {
+  if (!fs.existsSync(file)) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const dotenv = require("dotenv") as typeof import("dotenv");
+  const parsed = dotenv.parse(fs.readFileSync(file));
+  for (const [key, value] of Object.entries(parsed)) if (env[key] === undefined) env[key] = value;
+}
+
+/** One line for the top of every command's output: which server(s) are used, passwords hidden. */
+export function describeServer(config: Config): string {
+  if (config.server === "embedded") {
+    return `server: embedded local PostgreSQL (${new URL(config.targets.authdb.display).host}, .pgdata/)`;
+  }
+  const hosts = DATABASES.map((db) => {
+    const t = config.targets[db];
+    const u = new URL(t.display);
+    return `${db}=${u.username ? u.username + "@" : ""}${u.host}/${t.database}`;
+  });
+  return `server: ${hosts.join(" ")}`;
+}

@@ -1,0 +1,106 @@
+// Opening connections: TypeORM DataSources and plain pg clients, with every failure turned into a
+// one-line MigrationError naming the database and the cause (never the password).
+import { Client } from "pg";
+import { DataSource } from "typeorm";
+import type { DbTarget } from "./config";
+import { scrubSecrets } from "./config";
+import { dataSourceOptions } from "./data-sources/options";
+import { MigrationError } from "./errors";
+
+interface PgLikeError {
+  code?: string;
+  message?: string;
+  errno?: number;
+}
+
+function secretsOf(target: DbTarget): string[] {
+  try {
+    const password = decodeURIComponent(new URL(target.url).password);
+    return password ? [password, encodeURIComponent(password)] : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Translates a connection or query error into one printable line for `target`. */
+export function describeError(error: unknown, target: DbTarget, connectTimeoutMs?: number): MigrationError {
+  if (error instanceof MigrationError) return error;
+  const e = (error ?? {}) as PgLikeError;
+  const where = (() => {
+    const u = new URL(target.url);
+    return `${u.hostname}:${u.port || 5432}`;
+  })();
+  let message: string;
+  switch (e.code) {
+    case "ECONNREFUSED":
+      message = `cannot connect to ${where}: connection refused`;
+      break;
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      message = `cannot resolve host ${new URL(target.url).hostname}`;
+      break;
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      message = `cannot connect to ${where}: ${e.code}`;
+      break;
+    default: {
+      const first = String(e.message ?? error).split("\n")[0];
+      message = /timeout/i.test(first) && !e.code
+        ? `cannot connect to ${where}: timed out${connectTimeoutMs ? ` after ${connectTimeoutMs} ms` : ""}`
+        : first;
+    }
+  }
+  return new MigrationError(scrubSecrets(message, secretsOf(target)), target.db);
+}
+
+/** A connected pg client for `target`, or for another database on the same server. */
+export async function connectClient(target: DbTarget, connectTimeoutMs: number, database?: string): Promise<Client> {
+  const url = new URL(target.url);
+  if (database) url.pathname = "/" + encodeURIComponent(database);
+  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: "ai-micro-migrations" });
+  client.on("error", () => undefined); // a dropped idle connection must not crash the process
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw describeError(error, target, connectTimeoutMs);
+  }
+  return client;
+}
+
+/** Creates the target database when it is missing. Returns true if it created it. */
+export async function createDatabaseIfMissing(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
+  let probe: Client | undefined;
+  try {
+    probe = await connectClient(target, connectTimeoutMs);
+    return false;
+  } catch (error) {
+    if (!/does not exist/.test((error as Error).message) || !/^database /.test((error as Error).message)) throw error;
+  } finally {
+    await probe?.end().catch(() => undefined);
+  }
+  const admin = await connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
+  try {
+    await admin.query(`CREATE DATABASE "${target.database.replace(/"/g, '""')}"`);
+    return true;
+  } catch (error) {
+    const e = error as PgLikeError;
+    if (e.code === "42P04") return false; // created meanwhile by a concurrent run
+    if (e.code === "42501") throw new MigrationError(`database "${target.database}" does not exist and this role may not create it`, target.db);
+    throw describeError(error, target);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+/** An initialized TypeORM DataSource for `target`. */
+export async function openDataSource(target: DbTarget, connectTimeoutMs: number): Promise<DataSource> {
+  const dataSource = new DataSource(dataSourceOptions(target.db, target.url, connectTimeoutMs));
+  try {
+    await dataSource.initialize();
+  } catch (error) {
+    throw describeError(error, target, connectTimeoutMs);
+  }
+  return dataSource;
+}

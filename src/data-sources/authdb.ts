@@ -1,0 +1,5 @@
+// The authdb DataSource, for the plain TypeORM CLI:
+//   npx typeorm-ts-node-commonjs migration:show -d src/data-sources/authdb.ts
+import { dataSourceFromEnv } from "./options";
+
+export default dataSourceFromEnv("authdb");

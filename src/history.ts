@@ -1,0 +1,79 @@
+// The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
+// our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
+
+export interface AppliedMigration {
+  id: number;
+  timestamp: number;
+  name: string;
+}
+
+export interface HistoryEntry {
+  name: string;
+  checksum: string | null;
+  runId: string;
+  direction: "up" | "down" | "baseline" | "repair";
+  appliedAt: Date;
+  appliedBy: string;
+  durationMs: number;
+}
+
+type Queryable = { query(sql: string, parameters?: unknown[]): Promise<any> };
+
+export async function ensureBookkeeping(q: Queryable): Promise<void> {
+  // Same shape as the table TypeORM's own CLI creates, so both tools read and write one history.
+  await q.query(`CREATE TABLE IF NOT EXISTS "migrations" (
+    "id" SERIAL NOT NULL, "timestamp" bigint NOT NULL, "name" character varying NOT NULL,
+    CONSTRAINT "PK_8c82d7f526340ab734260ea46be" PRIMARY KEY ("id"))`);
+  await q.query(`CREATE TABLE IF NOT EXISTS "migrations_history" (
+    "id" SERIAL PRIMARY KEY,
+    "name" character varying NOT NULL,
+    "checksum" character varying,
+    "run_id" character varying NOT NULL,
+    "direction" character varying NOT NULL,
+    "applied_at" timestamptz NOT NULL DEFAULT now(),
+    "applied_by" character varying NOT NULL DEFAULT current_user,
+    "duration_ms" integer NOT NULL DEFAULT 0)`);
+}
+
+async function tableExists(q: Queryable, table: string): Promise<boolean> {
+  const rows = await q.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`public."${table}"`]);
+  return rows[0].present === true;
+}
+
+export async function readApplied(q: Queryable): Promise<AppliedMigration[]> {
+  if (!(await tableExists(q, "migrations"))) return [];
+  const rows: Array<{ id: number; timestamp: string; name: string }> = await q.query(
+    `SELECT "id", "timestamp", "name" FROM "migrations" ORDER BY "id"`,
+  );
+  return rows.map((r) => ({ id: r.id, timestamp: Number(r.timestamp), name: r.name }));
+}
+
+export async function readHistory(q: Queryable): Promise<HistoryEntry[]> {
+  if (!(await tableExists(q, "migrations_history"))) return [];
+  const rows: Array<Record<string, unknown>> = await q.query(
+    `SELECT "name", "checksum", "run_id", "direction", "applied_at", "applied_by", "duration_ms" FROM "migrations_history" ORDER BY "id"`,
+  );
+  return rows.map((r) => ({
+    name: String(r.name), checksum: (r.checksum as string | null) ?? null, runId: String(r.run_id),
+    direction: r.direction as HistoryEntry["direction"], appliedAt: r.applied_at as Date,
+    appliedBy: String(r.applied_by), durationMs: Number(r.duration_ms),
+  }));
+}
+
+export async function recordApplied(q: Queryable, m: { timestamp: number; name: string }): Promise<void> {
+  await q.query(`INSERT INTO "migrations" ("timestamp", "name") VALUES ($1, $2)`, [m.timestamp, m.name]);
+}
+
+export async function recordReverted(q: Queryable, name: string): Promise<void> {
+  await q.query(`DELETE FROM "migrations" WHERE "name" = $1`, [name]);
+}
+
+export async function recordHistory(
+  q: Queryable,
+  e: { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; durationMs: number },
+): Promise<void> {
+  await q.query(
+    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "duration_ms") VALUES ($1, $2, $3, $4, $5)`,
+    [e.name, e.checksum, e.runId, e.direction, Math.round(e.durationMs)],
+  );
+}

@@ -1,0 +1,24 @@
+// The deploy lock: one session-level advisory lock per database, held on its own connection, so a
+// crashed deploy releases it when its connection dies. Waited on by polling up to a timeout.
+import type { Client } from "pg";
+import type { DbName } from "./databases";
+import { MigrationError } from "./errors";
+
+/** Fixed key, shared by every copy of this tool: hashtext('ai-micro-migrations'). */
+export const LOCK_KEY = 1_739_416_052;
+
+export async function acquireLock(client: Client, db: DbName, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await client.query(`SELECT pg_try_advisory_lock($1) AS locked`, [LOCK_KEY]);
+    if (rows[0].locked) return;
+    if (Date.now() >= deadline) {
+      throw new MigrationError(`another migration run holds the lock; gave up after ${Math.round(timeoutMs / 1000)} s (MIGRATION_LOCK_TIMEOUT_MS)`, db);
+    }
+    await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
+  }
+}
+
+export async function releaseLock(client: Client): Promise<void> {
+  await client.query(`SELECT pg_advisory_unlock($1)`, [LOCK_KEY]).catch(() => undefined);
+}

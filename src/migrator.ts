@@ -1,0 +1,74 @@
+// Applies one migration in one direction: the only place that decides on transactions and timeouts
+// (like node-pg-migrate's runner). Each migration runs in its own transaction together with its
+// bookkeeping rows, unless it sets `transaction = false` (e.g. CREATE INDEX CONCURRENTLY).
+import type { DataSource, QueryRunner } from "typeorm";
+import { recordApplied, recordHistory, recordReverted } from "./history";
+import type { MigrationFile } from "./migration-files";
+
+export interface Timeouts {
+  /** Longest wait for a table lock before the migration gives up, e.g. "5s". */
+  lockTimeout: string;
+  /** Longest single statement, e.g. "15min". */
+  statementTimeout: string;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { lockTimeout: "5s", statementTimeout: "15min" };
+
+/** A migration may set its own timeouts: `timeouts = { statementTimeout: "2h" }`. */
+interface MigrationOverrides {
+  timeouts?: Partial<Timeouts>;
+  transaction?: boolean;
+}
+
+export interface StepResult {
+  name: string;
+  direction: "up" | "down";
+  durationMs: number;
+}
+
+async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean): Promise<void> {
+  const scope = local ? "LOCAL " : "";
+  // SET takes no bind parameters; the values come from our own config, validated by `parseDuration`.
+  await qr.query(`SET ${scope}lock_timeout = '${timeouts.lockTimeout}'`);
+  await qr.query(`SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`);
+}
+
+export async function applyMigration(
+  dataSource: DataSource,
+  file: MigrationFile,
+  direction: "up" | "down",
+  context: { runId: string; timeouts: Timeouts },
+): Promise<StepResult> {
+  const overrides = file.migration as unknown as MigrationOverrides;
+  const timeouts = { ...context.timeouts, ...(overrides.timeouts ?? {}) };
+  const inTransaction = overrides.transaction !== false;
+  const qr = dataSource.createQueryRunner();
+  const started = process.hrtime.bigint();
+  try {
+    await qr.connect();
+    if (inTransaction) await qr.startTransaction();
+    await setTimeouts(qr, timeouts, inTransaction);
+    if (direction === "up") await file.migration.up(qr);
+    else await file.migration.down(qr);
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    if (direction === "up") await recordApplied(qr, file);
+    else await recordReverted(qr, file.name);
+    await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, direction, durationMs });
+    if (inTransaction) await qr.commitTransaction();
+    return { name: file.name, direction, durationMs };
+  } catch (error) {
+    if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
+    throw error;
+  } finally {
+    if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout").catch(() => undefined);
+    await qr.release();
+  }
+}
+
+/** Checks a PostgreSQL duration setting such as "5s", "15min", "0". */
+export function parseDuration(value: string, variable: string): string {
+  if (!/^\d+\s*(ms|s|min|h|d)?$/.test(value.trim())) {
+    throw new Error(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(value)})`);
+  }
+  return value.trim();
+}
