@@ -2,7 +2,7 @@
 // command, prints its report. Errors are one line on stderr; exit 0 done, 1 failed, 2 bad usage.
 import "reflect-metadata";
 import { parseArgs } from "util";
-import { Config, describeServer, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
+import { Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -127,7 +127,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "migration:create": {
       const db = oneDb(flags, "migration:create");
-      const file = createMigration(positionals[0], db);
+      readDotEnv();
+      const file = createMigration(migrationsRootFrom(process.env), positionals[0], db);
       emit({ command: "create", db, file }, () => console.log(`${db}: created ${file}`));
       return EXIT.ok;
     }

@@ -50,6 +50,10 @@ export function revert(report: RevertReport): void {
 
 export function show(report: ShowReport): void {
   for (const d of report.databases) {
+    if (!d.exists) {
+      console.log(`${d.db}: database ${d.database} does not exist yet, ${d.pending.length} pending`);
+      continue;
+    }
     const latest = d.applied[d.applied.length - 1]?.name ?? "(none)";
     const last = d.lastRun ? `, last run ${d.lastRun.runId} (${d.lastRun.direction}, ${d.lastRun.at} by ${d.lastRun.by})` : "";
     console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}`);

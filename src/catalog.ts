@@ -1,6 +1,7 @@
 // What a database's schema is, read from pg_catalog, and the readable differences between two of
 // them. Used to prove a migrated database equals the legacy one, and to find drift.
 // Bookkeeping tables (migrations*) are not part of the schema.
+import { Queryable, rows } from "./sql";
 
 export interface ColumnFacts {
   position: number;
@@ -19,14 +20,6 @@ export interface Catalog {
   indexes: Record<string, string>;
 }
 
-export interface Queryable {
-  query(sql: string, params?: unknown[]): Promise<unknown>;
-}
-
-async function rows<T>(q: Queryable, sql: string): Promise<T[]> {
-  const result = (await q.query(sql)) as { rows?: T[] } | T[];
-  return Array.isArray(result) ? result : (result.rows ?? []);
-}
 
 const USER_TABLES = `n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname NOT LIKE 'migrations%'`;
 

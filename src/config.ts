@@ -5,6 +5,9 @@ import * as path from "path";
 import { DATABASES, DbName } from "./databases";
 import { UsageError } from "./errors";
 
+/** The migrations shipped with this project. */
+export const MIGRATIONS_ROOT = path.resolve(__dirname, "migrations");
+
 export interface DbTarget {
   db: DbName;
   /** Full connection URL, password included: never print it, print `display` instead. */
@@ -22,6 +25,8 @@ export interface Config {
   /** "configured" when the environment names servers, "embedded" for the local `.pgdata/` server. */
   server: "configured" | "embedded";
   backupDir: string;
+  /** Root of the per-database migration folders (`src/migrations`, or MIGRATIONS_DIR). */
+  migrationsDir: string;
   connectTimeoutMs: number;
 }
 
@@ -77,6 +82,10 @@ function target(db: DbName, parsed: URL, database: string, source: string): DbTa
   return { db, url, database, source, display: redactUrl(url) };
 }
 
+export function migrationsRootFrom(env: Env): string {
+  return env.MIGRATIONS_DIR ? path.resolve(env.MIGRATIONS_DIR) : MIGRATIONS_ROOT;
+}
+
 /** True when the environment names no server at all. */
 export function isUnconfigured(env: Env): boolean {
   return !env.DATABASE_URL && DATABASES.every((db) => !env[URL_VARS[db]]);
@@ -95,6 +104,7 @@ export interface LoadOptions {
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const connectTimeoutMs = positiveInt(env.MIGRATION_CONNECT_TIMEOUT_MS, "MIGRATION_CONNECT_TIMEOUT_MS", 10_000);
   const backupDir = path.resolve(env.MIGRATION_BACKUP_DIR || "backups");
+  const migrationsDir = migrationsRootFrom(env);
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -105,7 +115,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, connectTimeoutMs };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs };
   }
 
   const shared = env.DATABASE_URL ? parsePostgresUrl(env.DATABASE_URL, "DATABASE_URL") : undefined;
@@ -121,7 +131,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       throw new UsageError(`no URL configured: set ${URL_VARS[db]} or DATABASE_URL`, db);
     }
   }
-  return { targets, server: "configured", backupDir, connectTimeoutMs };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs };
 }
 
 function positiveInt(raw: string | undefined, variable: string, fallback: number): number {

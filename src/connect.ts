@@ -69,17 +69,27 @@ export async function connectClient(target: DbTarget, connectTimeoutMs: number, 
   return client;
 }
 
-/** Creates the target database when it is missing. Returns true if it created it. */
-export async function createDatabaseIfMissing(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
-  let probe: Client | undefined;
+/**
+ * Checks that the server answers and accepts our credentials. Returns false when only the database
+ * itself is missing (credentials checked on the server's `postgres` database instead).
+ */
+export async function probeTarget(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
+  let client: Client | undefined;
   try {
-    probe = await connectClient(target, connectTimeoutMs);
-    return false;
+    client = await connectClient(target, connectTimeoutMs);
+    return true;
   } catch (error) {
-    if (!/does not exist/.test((error as Error).message) || !/^database /.test((error as Error).message)) throw error;
+    if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
   } finally {
-    await probe?.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
   }
+  const admin = await connectClient(target, connectTimeoutMs, "postgres");
+  await admin.end().catch(() => undefined);
+  return false;
+}
+
+/** Creates the target database (which `probeTarget` found missing). Returns true if it created it. */
+export async function createDatabase(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
   const admin = await connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
   try {
     await admin.query(`CREATE DATABASE "${target.database.replace(/"/g, '""')}"`);

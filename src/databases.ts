@@ -6,9 +6,3 @@ export function isDbName(value: string): value is DbName {
   return (DATABASES as readonly string[]).includes(value);
 }
 
-/** Extensions each database's migrations need; checked before anything changes. */
-export const REQUIRED_EXTENSIONS: Record<DbName, string[]> = {
-  authdb: ["uuid-ossp"],
-  apidb: ["uuid-ossp"],
-  admindb: ["uuid-ossp", "vector"],
-};

@@ -1,5 +1,6 @@
 // The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
 // our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
+import { Queryable, rows } from "./sql";
 
 export interface AppliedMigration {
   id: number;
@@ -17,7 +18,6 @@ export interface HistoryEntry {
   durationMs: number;
 }
 
-type Queryable = { query(sql: string, parameters?: unknown[]): Promise<any> };
 
 export async function ensureBookkeeping(q: Queryable): Promise<void> {
   // Same shape as the table TypeORM's own CLI creates, so both tools read and write one history.
@@ -36,24 +36,22 @@ export async function ensureBookkeeping(q: Queryable): Promise<void> {
 }
 
 async function tableExists(q: Queryable, table: string): Promise<boolean> {
-  const rows = await q.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`public."${table}"`]);
-  return rows[0].present === true;
+  const [row] = await rows<{ present: boolean }>(q, `SELECT to_regclass($1) IS NOT NULL AS present`, [`public."${table}"`]);
+  return row.present === true;
 }
 
 export async function readApplied(q: Queryable): Promise<AppliedMigration[]> {
   if (!(await tableExists(q, "migrations"))) return [];
-  const rows: Array<{ id: number; timestamp: string; name: string }> = await q.query(
-    `SELECT "id", "timestamp", "name" FROM "migrations" ORDER BY "id"`,
-  );
-  return rows.map((r) => ({ id: r.id, timestamp: Number(r.timestamp), name: r.name }));
+  const applied = await rows<{ id: number; timestamp: string; name: string }>(q, `SELECT "id", "timestamp", "name" FROM "migrations" ORDER BY "id"`);
+  return applied.map((r) => ({ id: r.id, timestamp: Number(r.timestamp), name: r.name }));
 }
 
 export async function readHistory(q: Queryable): Promise<HistoryEntry[]> {
   if (!(await tableExists(q, "migrations_history"))) return [];
-  const rows: Array<Record<string, unknown>> = await q.query(
-    `SELECT "name", "checksum", "run_id", "direction", "applied_at", "applied_by", "duration_ms" FROM "migrations_history" ORDER BY "id"`,
+  const entries = await rows<Record<string, unknown>>(
+    q, `SELECT "name", "checksum", "run_id", "direction", "applied_at", "applied_by", "duration_ms" FROM "migrations_history" ORDER BY "id"`,
   );
-  return rows.map((r) => ({
+  return entries.map((r) => ({
     name: String(r.name), checksum: (r.checksum as string | null) ?? null, runId: String(r.run_id),
     direction: r.direction as HistoryEntry["direction"], appliedAt: r.applied_at as Date,
     appliedBy: String(r.applied_by), durationMs: Number(r.duration_ms),

@@ -7,7 +7,7 @@ import type { MigrationInterface } from "typeorm";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
 
-export const MIGRATIONS_ROOT = path.resolve(__dirname, "migrations");
+const PROJECT_ROOT = path.resolve(__dirname, "..");
 
 export interface MigrationFile {
   /** TypeORM's name: the class name, e.g. `Init1732440000000`. */
@@ -20,8 +20,8 @@ export interface MigrationFile {
   migrationClass: new () => MigrationInterface;
 }
 
-export function migrationsDir(db: DbName): string {
-  return path.join(MIGRATIONS_ROOT, db);
+export function migrationsDir(root: string, db: DbName): string {
+  return path.join(root, db);
 }
 
 /** sha256 of the file with line endings normalized, so a CRLF checkout matches an LF one. */
@@ -34,9 +34,9 @@ function isMigrationSource(file: string): boolean {
 }
 
 /** All migrations of a database, oldest first. */
-export function loadMigrationFiles(db: DbName, dir = migrationsDir(db)): MigrationFile[] {
+export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
+  const dir = migrationsDir(root, db);
   if (!fs.existsSync(dir)) return [];
-  const projectRoot = path.resolve(MIGRATIONS_ROOT, "..", "..");
   const loaded: MigrationFile[] = [];
   for (const entry of fs.readdirSync(dir).filter(isMigrationSource).sort()) {
     const full = path.join(dir, entry);
@@ -54,7 +54,7 @@ export function loadMigrationFiles(db: DbName, dir = migrationsDir(db)): Migrati
       }
       loaded.push({
         name, timestamp, migration, migrationClass,
-        file: path.relative(projectRoot, full),
+        file: path.relative(PROJECT_ROOT, full),
         checksum: checksumOf(fs.readFileSync(full, "utf8")),
       });
     }

@@ -1,10 +1,13 @@
 // Reading where a database stands: connect, read what is applied, match it with the files, list
-// what is pending, check the extensions the migrations need. Returns facts; changes nothing
-// (but creates a missing database when asked to).
-import type { DataSource } from "typeorm";
+// what is pending, check the extensions the migrations need. Returns facts and changes nothing: a
+// missing database is planned as empty and only created by `createMissingDatabases`, after every
+// check has passed.
+import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "./config";
-import { createDatabaseIfMissing, describeError, openDataSource } from "./connect";
-import { DbName, REQUIRED_EXTENSIONS } from "./databases";
+import { connectClient, createDatabase, describeError, openDataSource, probeTarget } from "./connect";
+import { dataSourceOptions } from "./data-sources/options";
+import type { DbName } from "./databases";
+import { captureSql } from "./dry-run";
 import { MigrationError } from "./errors";
 import { AppliedMigration, readApplied } from "./history";
 import { loadMigrationFiles, MigrationFile } from "./migration-files";
@@ -12,26 +15,30 @@ import { loadMigrationFiles, MigrationFile } from "./migration-files";
 export interface DbState {
   db: DbName;
   target: DbTarget;
+  /** Initialized when the database exists; for a missing one, only after it was created. */
   dataSource: DataSource;
   files: MigrationFile[];
   applied: AppliedMigration[];
   pending: MigrationFile[];
   /** Applied migrations whose file is gone. */
   missingFiles: string[];
-  /** The database did not exist and was created for this run. */
+  /** False when the database does not exist (yet). */
+  exists: boolean;
+  /** The database did not exist and was created by this run. */
   created: boolean;
   /** Number of user tables (bookkeeping excluded). */
   tableCount: number;
+  connectTimeoutMs: number;
 }
 
-export interface PlanOptions {
-  createMissing?: boolean;
-}
-
-export async function readState(config: Config, db: DbName, options: PlanOptions = {}): Promise<DbState> {
+export async function readState(config: Config, db: DbName): Promise<DbState> {
   const target = config.targets[db];
-  const files = loadMigrationFiles(db);
-  const created = options.createMissing ? await createDatabaseIfMissing(target, config.connectTimeoutMs) : false;
+  const files = loadMigrationFiles(config.migrationsDir, db);
+  const base = { db, target, files, created: false, connectTimeoutMs: config.connectTimeoutMs };
+  if (!(await probeTarget(target, config.connectTimeoutMs))) {
+    const dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
+    return { ...base, dataSource, exists: false, applied: [], pending: files, missingFiles: [], tableCount: 0 };
+  }
   const dataSource = await openDataSource(target, config.connectTimeoutMs);
   try {
     const applied = await readApplied(dataSource);
@@ -41,7 +48,7 @@ export async function readState(config: Config, db: DbName, options: PlanOptions
       `SELECT count(*)::int AS count FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'migrations%'`,
     );
     return {
-      db, target, dataSource, files, applied, created, tableCount: count,
+      ...base, dataSource, applied, exists: true, tableCount: count,
       pending: files.filter((f) => !appliedNames.has(f.name)),
       missingFiles: applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
     };
@@ -52,8 +59,8 @@ export async function readState(config: Config, db: DbName, options: PlanOptions
 }
 
 /** Reads every database's state at once; on any failure closes what it opened and throws the first. */
-export async function readStates(config: Config, dbs: DbName[], options: PlanOptions = {}): Promise<DbState[]> {
-  const settled = await Promise.allSettled(dbs.map((db) => readState(config, db, options)));
+export async function readStates(config: Config, dbs: DbName[]): Promise<DbState[]> {
+  const settled = await Promise.allSettled(dbs.map((db) => readState(config, db)));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed) {
     await closeStates(settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : [])));
@@ -62,20 +69,54 @@ export async function readStates(config: Config, dbs: DbName[], options: PlanOpt
   return settled.map((s) => (s as PromiseFulfilledResult<DbState>).value);
 }
 
-export async function closeStates(states: DbState[]): Promise<void> {
-  await Promise.all(states.map((s) => s.dataSource.destroy().catch(() => undefined)));
+/** Creates the databases that do not exist yet and connects to them. */
+export async function createMissingDatabases(states: DbState[]): Promise<void> {
+  for (const s of states) {
+    if (s.exists) continue;
+    s.created = await createDatabase(s.target, s.connectTimeoutMs);
+    s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
+    s.exists = true;
+  }
 }
 
-/** Throws when an extension the migrations need is neither installed nor installable on the server. */
-export async function checkExtensions(state: DbState): Promise<void> {
-  const needed = REQUIRED_EXTENSIONS[state.db];
-  const rows: Array<{ name: string }> = await state.dataSource.query(
-    `SELECT name FROM pg_available_extensions WHERE name = ANY($1)`, [needed],
-  );
-  const available = new Set(rows.map((r) => r.name));
+/** Throws when a database is missing: for commands that only read. */
+export function checkExists(state: DbState): void {
+  if (!state.exists) throw new MigrationError(`database "${state.target.database}" does not exist (migration:run creates it)`, state.db);
+}
+
+export async function closeStates(states: DbState[]): Promise<void> {
+  await Promise.all(states.map((s) => (s.dataSource.isInitialized ? s.dataSource.destroy() : undefined)?.catch(() => undefined)));
+}
+
+/** Extensions the given migrations create, read from the SQL they would run. */
+export async function extensionsNeeded(state: DbState, files: MigrationFile[]): Promise<string[]> {
+  const names = new Set<string>();
+  for (const file of files) {
+    const statements = await captureSql(state.dataSource, file, "up").catch(() => [] as string[]);
+    for (const sql of statements) {
+      for (const m of sql.matchAll(/CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?"?([\w-]+)"?/gi)) names.add(m[1]);
+    }
+  }
+  return [...names];
+}
+
+/** Throws when an extension the pending migrations need is neither installed nor installable. */
+export async function checkExtensions(state: DbState, files: MigrationFile[]): Promise<void> {
+  const needed = await extensionsNeeded(state, files);
+  if (!needed.length) return;
+  // Asked on the server's `postgres` database when ours does not exist yet.
+  const client = await connectClient(state.target, state.connectTimeoutMs, state.exists ? undefined : "postgres");
+  let available: Set<string>;
+  try {
+    const { rows } = await client.query<{ name: string }>(`SELECT name FROM pg_available_extensions WHERE name = ANY($1)`, [needed]);
+    available = new Set(rows.map((r) => r.name));
+  } finally {
+    await client.end().catch(() => undefined);
+  }
   const missing = needed.filter((n) => !available.has(n));
   if (missing.length) {
-    throw new MigrationError(`extension ${missing.map((m) => `"${m}"`).join(", ")} is not available on the server (install ${missing.includes("vector") ? "pgvector" : "postgresql-contrib"})`, state.db);
+    const hint = missing.includes("vector") ? " (install pgvector on the server)" : "";
+    throw new MigrationError(`extension ${missing.map((m) => `"${m}"`).join(", ")} needed by the pending migrations is not available on the server${hint}`, state.db);
   }
 }
 

@@ -89,7 +89,7 @@ describe("the migrations reproduce the legacy schema", () => {
         const { ensureBookkeeping, recordApplied } = await import("../src/history");
         const { loadMigrationFiles } = await import("../src/migration-files");
         await ensureBookkeeping(ds);
-        await recordApplied(ds, loadMigrationFiles(db)[0]);
+        await recordApplied(ds, loadMigrationFiles(adopted.config.migrationsDir, db)[0]);
       } finally {
         await ds.destroy();
       }

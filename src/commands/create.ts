@@ -5,9 +5,9 @@ import type { DbName } from "../databases";
 import { migrationsDir } from "../migration-files";
 import { checkMigrationName, renderMigration } from "../render-migration";
 
-export function createMigration(name: string | undefined, db: DbName, timestamp = Date.now()): string {
+export function createMigration(root: string, name: string | undefined, db: DbName, timestamp = Date.now()): string {
   checkMigrationName(name);
-  const file = path.join(migrationsDir(db), `${timestamp}-${name}.ts`);
+  const file = path.join(migrationsDir(root, db), `${timestamp}-${name}.ts`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, renderMigration(`${name}${timestamp}`, [], []), { flag: "wx" });
   return path.relative(process.cwd(), file);

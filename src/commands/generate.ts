@@ -6,7 +6,7 @@ import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { migrationsDir } from "../migration-files";
-import { closeStates, readStates } from "../plan";
+import { checkExists, closeStates, readStates } from "../plan";
 import { schemaDiff, SqlQuery } from "../schema-diff";
 import { checkMigrationName, renderMigration } from "../render-migration";
 
@@ -28,17 +28,18 @@ export async function generateMigrations(
 ): Promise<GenerateReport> {
   if (!options.check) checkMigrationName(options.name);
   const timestamp = options.timestamp ?? Date.now();
-  const states = await readStates(config, options.dbs, { createMissing: !options.check });
+  const states = await readStates(config, options.dbs);
   try {
     const databases: DbGenerateResult[] = [];
     for (const s of states) {
+      checkExists(s);
       if (s.pending.length) {
         throw new MigrationError(`${s.pending.length} migration(s) pending (${s.pending[0].name}...): run \`npm run migration:run\` first so the diff is against the current schema`, s.db);
       }
       const diff = await schemaDiff(s.dataSource);
       const result: DbGenerateResult = { db: s.db, changed: diff.up.length > 0, up: diff.up.map((q: SqlQuery) => q.query) };
       if (result.changed && !options.check) {
-        const file = path.join(migrationsDir(s.db), `${timestamp}-${options.name}.ts`);
+        const file = path.join(migrationsDir(config.migrationsDir, s.db), `${timestamp}-${options.name}.ts`);
         fs.mkdirSync(path.dirname(file), { recursive: true });
         fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down));
         result.file = path.relative(process.cwd(), file);

@@ -8,7 +8,7 @@ import { readApplied, readHistory } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
 import { applyMigration, StepResult, Timeouts } from "../migrator";
-import { checkFilesPresent, closeStates, DbState, readStates } from "../plan";
+import { checkExists, checkFilesPresent, closeStates, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
 
@@ -93,6 +93,11 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
   const states = await readStates(config, dbs);
   const report: RevertReport = { command: "revert", runId, status: "nothing-to-do", databases: [] };
   try {
+    const target = options.target;
+    if (target.kind === "to" && target.to !== "base" && !states[0].files.some((f) => f.name === target.to)) {
+      throw new UsageError(`unknown migration "${target.to}"`, target.db);
+    }
+    states.forEach(checkExists);
     states.forEach(checkFilesPresent);
     let { plan, undoesRun } = await selectReverts(states, options.target);
     report.undoesRun = undoesRun;

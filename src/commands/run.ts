@@ -8,7 +8,7 @@ import { ensureBookkeeping, readApplied } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
 import { applyMigration, StepResult, Timeouts } from "../migrator";
-import { checkAdoptable, checkExtensions, checkFilesPresent, closeStates, DbState, readStates } from "../plan";
+import { checkAdoptable, checkExtensions, checkFilesPresent, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
 
@@ -74,7 +74,7 @@ function pendingUpTo(states: DbState[], to?: string): Map<DbName, MigrationFile[
 
 export async function runMigrations(config: Config, options: RunOptions): Promise<RunReport> {
   const runId = newRunId();
-  const states = await readStates(config, options.dbs, { createMissing: !options.dryRun });
+  const states = await readStates(config, options.dbs);
   const report: RunReport = { command: "run", runId, status: "nothing-to-do", databases: [] };
   try {
     let todo = pendingUpTo(states, options.to);
@@ -82,12 +82,12 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       checkFilesPresent(s);
       if (todo.get(s.db)!.length) {
         checkAdoptable(s);
-        await checkExtensions(s);
+        await checkExtensions(s, todo.get(s.db)!);
       }
     }
     const resultOf = new Map<DbName, DbRunResult>();
     for (const s of states) {
-      const result = { db: s.db, createdDatabase: s.created, pending: todo.get(s.db)!.map((m) => m.name), applied: [] };
+      const result = { db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [] };
       resultOf.set(s.db, result);
       report.databases.push(result);
     }
@@ -103,6 +103,8 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       return report;
     }
 
+    await createMissingDatabases(states);
+    for (const s of states) resultOf.get(s.db)!.createdDatabase = s.created;
     await withLocks(config, options.dbs, options.lockTimeoutMs, async () => {
       // Another run may have applied some of it while we waited for the locks: read again.
       for (const s of states) {

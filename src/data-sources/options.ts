@@ -18,12 +18,13 @@ export const ENTITIES: Record<DbName, Function[]> = {
 
 export const MIGRATIONS_TABLE = "migrations";
 
-export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000): PostgresDataSourceOptions {
+/** `migrationsRoot` undefined: TypeORM is not told about migrations (our runner loads them itself). */
+export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000, migrationsRoot?: string): PostgresDataSourceOptions {
   return {
     type: "postgres",
     url,
     entities: ENTITIES[db],
-    migrations: loadMigrationFiles(db).map((m) => m.migrationClass),
+    migrations: migrationsRoot ? loadMigrationFiles(migrationsRoot, db).map((m) => m.migrationClass) : [],
     migrationsTableName: MIGRATIONS_TABLE,
     migrationsTransactionMode: "each",
     synchronize: false,
@@ -39,5 +40,5 @@ export function dataSourceFromEnv(db: DbName): DataSource {
   readDotEnv();
   const config = loadConfig(process.env, { embeddedUrl });
   const target = config.targets[db];
-  return new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
+  return new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs, config.migrationsDir));
 }
