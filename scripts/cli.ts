@@ -1,6 +1,7 @@
 // The command line behind the npm scripts: parses flags, loads the configuration, calls one core
 // command, prints its report. Errors are one line on stderr; exit 0 done, 1 failed, 2 bad usage.
 import "reflect-metadata";
+import "../src/quiet-warnings";
 import { parseArgs } from "util";
 import { Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";

@@ -95,8 +95,35 @@ function giveToPostgres(p: string): void {
   fs.chownSync(p, uid, gid);
 }
 
-const dataDirOf = (root: string) => path.join(root, "data");
 const infoFileOf = (root: string) => path.join(root, "server.json");
+
+function storedInfo(root: string): { dataDir?: string; binDir?: string } {
+  try {
+    return JSON.parse(fs.readFileSync(infoFileOf(root), "utf8"));
+  } catch {
+    return {};
+  }
+}
+
+function dataDirOf(root: string): string {
+  return storedInfo(root).dataDir ?? path.join(root, "data");
+}
+
+/** True when the `postgres` user can reach `dir` (a checkout under a 0700 home or mktemp dir cannot). */
+function postgresCanReach(dir: string): boolean {
+  return spawnSync("runuser", ["-u", "postgres", "--", "test", "-x", dir]).status === 0;
+}
+
+/**
+ * Where the cluster's files go: `<root>/data`, unless we are root and the server's user cannot
+ * reach `root`; then under the postgres user's home, keyed by `root`, and recorded in server.json.
+ */
+function chooseDataDir(root: string): string {
+  if (!isRoot() || postgresCanReach(root)) return path.join(root, "data");
+  const home = execFileSync("getent", ["passwd", "postgres"], { encoding: "utf8" }).split(":")[5] || "/var/lib/postgresql";
+  const key = crypto.createHash("sha256").update(path.resolve(root)).digest("hex").slice(0, 12);
+  return path.join(home, "ai-micro-migrations", key, "data");
+}
 
 export function readClusterInfo(root: string): ClusterInfo | undefined {
   try {
@@ -119,9 +146,10 @@ export interface InitOptions {
 /** Creates a cluster under `root` (which must not hold one yet). */
 export async function initCluster(root: string, options: InitOptions = {}): Promise<ClusterInfo> {
   const install = pickPostgresInstall();
-  const dataDir = dataDirOf(root);
   fs.mkdirSync(root, { recursive: true, mode: 0o755 });
-  fs.mkdirSync(dataDir, { mode: 0o700 });
+  const dataDir = chooseDataDir(root);
+  fs.rmSync(dataDir, { recursive: true, force: true }); // left over from a cluster whose server.json is gone
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   giveToPostgres(dataDir);
 
   const password = crypto.randomBytes(18).toString("base64url");
@@ -151,18 +179,13 @@ export async function initCluster(root: string, options: InitOptions = {}): Prom
 
   const info: ClusterInfo = { root, port, user: "postgres", password, version: install.version };
   const { root: _omit, ...stored } = info;
-  fs.writeFileSync(infoFileOf(root), JSON.stringify({ ...stored, binDir: install.binDir }, null, 2) + "\n", { mode: 0o600 });
+  fs.writeFileSync(infoFileOf(root), JSON.stringify({ ...stored, binDir: install.binDir, dataDir }, null, 2) + "\n", { mode: 0o600 });
   return info;
 }
 
 function binDirOf(root: string): string {
-  try {
-    const stored = JSON.parse(fs.readFileSync(infoFileOf(root), "utf8")) as { binDir?: string };
-    if (stored.binDir && fs.existsSync(stored.binDir)) return stored.binDir;
-  } catch {
-    /* fall through */
-  }
-  return pickPostgresInstall().binDir;
+  const { binDir } = storedInfo(root);
+  return binDir && fs.existsSync(binDir) ? binDir : pickPostgresInstall().binDir;
 }
 
 export function isClusterRunning(root: string): boolean {
@@ -199,5 +222,6 @@ export async function ensureCluster(root: string, options: InitOptions = {}): Pr
 
 export function destroyCluster(root: string): void {
   stopCluster(root);
+  fs.rmSync(dataDirOf(root), { recursive: true, force: true });
   fs.rmSync(root, { recursive: true, force: true });
 }

@@ -1,5 +1,6 @@
 // DataSource options for one database: its entities, its migrations, our connection defaults.
 import "reflect-metadata";
+import "../quiet-warnings";
 import { DataSource } from "typeorm";
 import type { PostgresDataSourceOptions } from "typeorm/driver/postgres/PostgresDataSourceOptions";
 import { loadConfig, readDotEnv } from "../config";
