@@ -81,7 +81,8 @@ function postgresIds(): { uid: number; gid: number } {
 /** Runs a server binary, as `postgres` when we are root. Throws with its output on failure. */
 function runServerTool(binary: string, args: string[]): string {
   const [cmd, argv] = isRoot() ? ["runuser", ["-u", "postgres", "--", binary, ...args]] : [binary, args];
-  const result = spawnSync(cmd, argv, { encoding: "utf8" });
+  // cwd: a directory the server's user can enter (the checkout may not be one).
+  const result = spawnSync(cmd, argv, { encoding: "utf8", cwd: os.tmpdir() });
   if (result.status !== 0) {
     const output = `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n").slice(-3).join(" | ");
     throw new Error(`${path.basename(binary)} failed: ${output || result.error?.message}`);
@@ -149,7 +150,8 @@ export async function initCluster(root: string, options: InitOptions = {}): Prom
   fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   const dataDir = chooseDataDir(root);
   fs.rmSync(dataDir, { recursive: true, force: true }); // left over from a cluster whose server.json is gone
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o755 });
+  fs.mkdirSync(dataDir, { mode: 0o700 });
   giveToPostgres(dataDir);
 
   const password = crypto.randomBytes(18).toString("base64url");
