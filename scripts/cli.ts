@@ -9,7 +9,9 @@ import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
 import { destroyCluster, stopCluster } from "../src/local-postgres";
 import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/migrator";
-import { runMigrations } from "../src/commands/run";
+import { runMigrations, RunOptions } from "../src/commands/run";
+import { backupCommand } from "../src/commands/backup";
+import { restoreBackup } from "../src/restore";
 import { revertMigrations, RevertTarget } from "../src/commands/revert";
 import { showMigrations } from "../src/commands/show";
 import { generateMigrations } from "../src/commands/generate";
@@ -25,6 +27,8 @@ const FLAGS = {
   json: { type: "boolean" },
   check: { type: "boolean" },
   verbose: { type: "boolean" },
+  into: { type: "string" },
+  keep: { type: "string" },
 } as const;
 
 type Flags = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K] extends { multiple: true } ? string[] : (typeof FLAGS)[K] extends { type: "boolean" } ? boolean : string };
@@ -62,6 +66,41 @@ function timeouts(): Timeouts {
   }
 }
 
+function backupKeep(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
+  return value;
+}
+
+/** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
+function interruptSignal(json: boolean): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+    if (!json) console.error(`${signal}: stopping after the current step and undoing this run (again to exit now)`);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return controller.signal;
+}
+
+function deployOptions(flags: Flags, json: boolean): DeployFlags {
+  const skipBackup = !!flags["no-backup"];
+  if (skipBackup) console.error("warning: --no-backup: no backup is taken; a failed run can only be undone by its down migrations");
+  return {
+    timeouts: timeouts(),
+    lockTimeoutMs: deployLockWaitMs(),
+    backup: !skipBackup,
+    backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
+    progress: json ? undefined : print.progress,
+    signal: interruptSignal(json),
+  };
+}
+
+type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
+
 function deployLockWaitMs(): number {
   const raw = process.env.MIGRATION_LOCK_WAIT_MS;
   const value = raw ? Number(raw) : 120_000;
@@ -91,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     case "migration:run": {
       const dbs = selectedDbs(flags);
       const config = await configure(json);
-      const report = await runMigrations(config, { dbs, to: flags.to, dryRun: flags["dry-run"], timeouts: timeouts(), lockTimeoutMs: deployLockWaitMs() });
+      const report = await runMigrations(config, { ...deployOptions(flags, json), dbs, to: flags.to, dryRun: flags["dry-run"] });
       emit(report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     }
@@ -108,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
         }
       }
       const config = await configure(json);
-      const report = await revertMigrations(config, { target, dryRun: flags["dry-run"], timeouts: timeouts(), lockTimeoutMs: deployLockWaitMs() });
+      const report = await revertMigrations(config, { ...deployOptions(flags, json), target, dryRun: flags["dry-run"] });
       emit(report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     }
@@ -131,6 +170,21 @@ async function main(argv: string[]): Promise<number> {
       readDotEnv();
       const file = createMigration(migrationsRootFrom(process.env), positionals[0], db);
       emit({ command: "create", db, file }, () => console.log(`${db}: created ${file}`));
+      return EXIT.ok;
+    }
+    case "db:backup": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await backupCommand(config, dbs, backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP), json ? undefined : print.progress);
+      emit(report, () => print.backup(report));
+      return EXIT.ok;
+    }
+    case "db:restore": {
+      if (!positionals[0]) throw new UsageError("db:restore needs a backup: a run id or a <db>.dump file (npm run db:restore -- <run id> [--db <db>] [--into <name>])");
+      const db = flags.db?.length ? oneDb(flags, "db:restore") : undefined;
+      const config = await configure(json);
+      const report = await restoreBackup(config, { backup: positionals[0], db, into: flags.into });
+      emit(report, () => print.restore(report));
       return EXIT.ok;
     }
     case "db:up": {

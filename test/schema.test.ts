@@ -8,9 +8,12 @@ import { openDataSource } from "../src/connect";
 import { DATABASES, DbName } from "../src/databases";
 import { DEFAULT_TIMEOUTS } from "../src/migrator";
 import { schemaDiff } from "../src/schema-diff";
-import { buildLegacy, testDatabases, TestDatabases, withClient } from "./support/databases";
+import { ensureBookkeeping } from "../src/history";
+import { loadMigrationFiles } from "../src/migration-files";
+import { applyMigration } from "../src/migrator";
+import { buildLegacy, createAll, testDatabases, TestDatabases, withClient } from "./support/databases";
 
-const options = { timeouts: DEFAULT_TIMEOUTS, lockTimeoutMs: 10_000 };
+const options = { timeouts: DEFAULT_TIMEOUTS, lockTimeoutMs: 10_000, backup: false };
 
 async function catalogs(dbs: TestDatabases): Promise<Record<DbName, Catalog>> {
   const out = {} as Record<DbName, Catalog>;
@@ -19,8 +22,8 @@ async function catalogs(dbs: TestDatabases): Promise<Record<DbName, Catalog>> {
 }
 
 /** The legacy default rows: settings and LangChain collections, as text. */
-async function defaultRows(dbs: TestDatabases): Promise<string[]> {
-  return withClient(dbs.names.admindb, async (c: Client) => {
+async function defaultRows(database: string): Promise<string[]> {
+  return withClient(database, async (c: Client) => {
     const settings = await c.query(`SELECT key, value::text FROM system_settings ORDER BY key`);
     const collections = await c.query(`SELECT name, cmetadata::text FROM langchain_pg_collection ORDER BY name`);
     return [...settings.rows, ...collections.rows].map((r) => JSON.stringify(r));
@@ -63,10 +66,33 @@ describe("the migrations reproduce the legacy schema", () => {
     expect(diffCatalogs((await catalogs(migrated)).admindb, expected.admindb)).toEqual([]);
   });
 
-  it("has the legacy default rows", async () => {
-    const rows = await defaultRows(migrated);
-    expect(rows).toEqual(await defaultRows(legacy));
-    expect(rows).toHaveLength(3);
+  it("the admindb migrations insert exactly the legacy default rows", async () => {
+    // Applied one by one without the deploy around them, which records its run in schema_version.
+    const dbs = testDatabases("rows");
+    await createAll(dbs);
+    const ds = await openDataSource(dbs.config.targets.admindb, 5000);
+    try {
+      await ensureBookkeeping(ds);
+      for (const file of loadMigrationFiles(dbs.config.migrationsDir, "admindb")) {
+        await applyMigration(ds, file, "up", { runId: "test", timeouts: DEFAULT_TIMEOUTS });
+      }
+      const rows = await defaultRows(dbs.names.admindb);
+      expect(rows).toEqual(await defaultRows(legacy.names.admindb));
+      expect(rows).toHaveLength(3);
+    } finally {
+      await ds.destroy();
+      await dbs.drop();
+    }
+  });
+
+  it("a deploy records its run in schema_version and leaves maintenance mode as it was", async () => {
+    const [settings] = await withClient(migrated.names.admindb, async (c) =>
+      (await c.query(`SELECT json_object_agg(key, value) AS s FROM system_settings`)).rows.map((r) => r.s));
+    expect(settings.maintenance_mode).toEqual({ enabled: false, message: "" });
+    expect(settings.schema_version).toEqual(expect.objectContaining({
+      run_id: expect.stringMatching(/^\d{8}T\d{6}Z-[0-9a-f]{4}$/),
+      migrations: { authdb: expect.stringMatching(/^NormalizeRolesDefault/), apidb: expect.stringMatching(/^Init/), admindb: expect.stringMatching(/^Init/) },
+    }));
   });
 
   it.each(DATABASES)("%s: TypeORM finds no difference between entities and database", async (db) => {
@@ -86,8 +112,7 @@ describe("the migrations reproduce the legacy schema", () => {
     try {
       const ds = await openDataSource(adopted.config.targets[db], 5000);
       try {
-        const { ensureBookkeeping, recordApplied } = await import("../src/history");
-        const { loadMigrationFiles } = await import("../src/migration-files");
+        const { recordApplied } = await import("../src/history");
         await ensureBookkeeping(ds);
         await recordApplied(ds, loadMigrationFiles(adopted.config.migrationsDir, db)[0]);
       } finally {

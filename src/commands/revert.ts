@@ -1,13 +1,13 @@
 // migration:revert: undo the last deploy run in every database it touched (no flags), or, in one
 // database, the last N migrations (--steps) or everything after a migration (--to <name>|base).
 import type { Config } from "../config";
-import { describeError } from "../connect";
 import { DATABASES, DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
+import { DeployOptions, DeployResult, executeSteps } from "../deploy";
 import { readApplied, readHistory } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
-import { applyMigration, StepResult, Timeouts } from "../migrator";
+import type { StepResult } from "../migrator";
 import { checkExists, checkFilesPresent, closeStates, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
@@ -17,10 +17,9 @@ export type RevertTarget =
   | { kind: "steps"; db: DbName; steps: number }
   | { kind: "to"; db: DbName; to: string };
 
-export interface RevertOptions {
+export interface RevertOptions extends Omit<DeployOptions, "runId" | "reason"> {
   target: RevertTarget;
   dryRun?: boolean;
-  timeouts: Timeouts;
   lockTimeoutMs: number;
 }
 
@@ -38,7 +37,9 @@ export interface RevertReport {
   undoesRun?: string;
   status: "reverted" | "nothing-to-do" | "dry-run" | "failed";
   databases: DbRevertResult[];
-  failure?: { db: DbName; migration: string; message: string };
+  backup?: DeployResult["backup"];
+  maintenance?: DeployResult["maintenance"];
+  failure?: DeployResult["failure"];
 }
 
 /** What to undo in each database, newest first, as migration files. */
@@ -123,19 +124,15 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
       for (const s of states) s.applied = await readApplied(s.dataSource);
       ({ plan } = await selectReverts(states, options.target));
       for (const s of states) resultOf.get(s.db)!.toRevert = plan.get(s.db)!.map((f) => f.name);
-      report.status = [...plan.values()].every((p) => p.length === 0) ? "nothing-to-do" : "reverted";
+      if ([...plan.values()].every((p) => p.length === 0)) return;
       // Newest database first: admindb, apidb, authdb.
-      for (const s of [...states].reverse()) {
-        for (const file of plan.get(s.db)!) {
-          try {
-            resultOf.get(s.db)!.reverted.push(await applyMigration(s.dataSource, file, "down", { runId, timeouts: options.timeouts }));
-          } catch (error) {
-            report.status = "failed";
-            report.failure = { db: s.db, migration: file.name, message: describeError(error, s.target).message };
-            return;
-          }
-        }
-      }
+      const steps = [...states].reverse().flatMap((state) => plan.get(state.db)!.map((file) => ({ state, file, direction: "down" as const })));
+      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:revert" });
+      for (const step of deploy.steps) resultOf.get(step.db)!.reverted.push(step);
+      report.status = deploy.failure ? "failed" : "reverted";
+      report.backup = deploy.backup;
+      report.maintenance = deploy.maintenance;
+      report.failure = deploy.failure;
     });
     return report;
   } finally {

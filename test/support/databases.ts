@@ -2,6 +2,7 @@
 // legacy init.sql replayed into them, and cleanup.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { Client } from "pg";
 import { Config, loadConfig } from "../../src/config";
@@ -43,6 +44,7 @@ export function testDatabases(label: string): TestDatabases {
     env[`${db.toUpperCase()}_URL`] = serverUrl(names[db]);
   }
   env.MIGRATION_CONNECT_TIMEOUT_MS = "5000";
+  env.MIGRATION_BACKUP_DIR = path.join(os.tmpdir(), `aimig-backups-${suffix}`);
   return {
     names,
     env,
@@ -50,7 +52,11 @@ export function testDatabases(label: string): TestDatabases {
     drop: async () => {
       await withClient("postgres", async (c) => {
         for (const db of DATABASES) await c.query(`DROP DATABASE IF EXISTS "${names[db]}" WITH (FORCE)`);
+        // Databases a restore replaced or staged (<name>_replaced_..., <name>_restoring_...).
+        const { rows } = await c.query(`SELECT datname FROM pg_database WHERE datname LIKE ANY($1)`, [DATABASES.map((db) => `${names[db]}\\_%`)]);
+        for (const r of rows) await c.query(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`);
       });
+      fs.rmSync(env.MIGRATION_BACKUP_DIR, { recursive: true, force: true });
     },
   };
 }

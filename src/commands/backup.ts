@@ -1,0 +1,23 @@
+// db:backup: the deploy's backup step on its own, under the deploy lock so it sees no half-run.
+import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup";
+import type { Config } from "../config";
+import type { DbName } from "../databases";
+import { withLocks } from "../locks";
+import { newRunId } from "../run-id";
+
+export interface BackupReport {
+  command: "backup";
+  runId: string;
+  dir: string;
+  manifest: BackupManifest;
+  pruned: string[];
+}
+
+export async function backupCommand(config: Config, dbs: DbName[], keep: number | undefined, progress?: Progress, lockTimeoutMs = 120_000): Promise<BackupReport> {
+  const runId = newRunId();
+  const requests = dbs.map((db) => ({ db, target: config.targets[db] }));
+  const { dir, manifest } = await withLocks(config, dbs, lockTimeoutMs, () =>
+    backupDatabases(requests, { backupDir: config.backupDir, runId, reason: "db:backup", connectTimeoutMs: config.connectTimeoutMs, progress }));
+  const pruned = keep !== undefined ? pruneBackups(config.backupDir, keep) : [];
+  return { command: "backup", runId, dir, manifest, pruned };
+}

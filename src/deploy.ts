@@ -1,0 +1,124 @@
+// The guarded part of run and revert, in DESIGN.md's order: verified backup, maintenance mode on,
+// the steps one by one, and on failure the steps already done undone newest first; maintenance put
+// back (left on if undoing failed too); schema_version recorded. Returns what happened as data.
+import { backupDatabases, BackupManifest, Progress, pruneBackups } from "./backup";
+import type { Config } from "./config";
+import { describeError } from "./connect";
+import type { DbName } from "./databases";
+import { MigrationError } from "./errors";
+import { ensureBookkeeping, readApplied } from "./history";
+import { enableMaintenance, recordSchemaVersion, restoreMaintenance } from "./maintenance";
+import type { MigrationFile } from "./migration-files";
+import { applyMigration, StepResult, Timeouts } from "./migrator";
+import type { DbState } from "./plan";
+
+export interface Step {
+  state: DbState;
+  file: MigrationFile;
+  direction: "up" | "down";
+}
+
+export interface DeployOptions {
+  runId: string;
+  reason: string;
+  timeouts: Timeouts;
+  backup: boolean;
+  /** Keep only this many backup runs (older ones are removed after a successful backup). */
+  backupKeep?: number;
+  progress?: Progress;
+  /** Aborted (Ctrl-C): stop before the next step and undo what this run did. */
+  signal?: AbortSignal;
+}
+
+export interface DeployFailure {
+  db: DbName;
+  migration?: string;
+  message: string;
+  /** Steps of this run undone because of the failure, in the order they were undone. */
+  undone: Array<{ db: DbName; name: string; direction: "up" | "down" }>;
+  /** Set when undoing failed too: the databases are not back where they were. */
+  undoFailed?: string;
+  /** How to put the databases back from the backup taken before the run. */
+  restoreCommand?: string;
+}
+
+export interface DeployResult {
+  steps: Array<StepResult & { db: DbName }>;
+  backup?: { dir: string; manifest: BackupManifest } | { skipped: true };
+  maintenance: "not-available" | "restored" | "left-on";
+  schemaVersionRecorded: boolean;
+  pruned: string[];
+  failure?: DeployFailure;
+}
+
+async function undo(done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
+  for (const step of [...done].reverse()) {
+    const direction = step.direction === "up" ? "down" : "up";
+    try {
+      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, timeouts: options.timeouts });
+      failure.undone.push({ db: step.state.db, name: step.file.name, direction });
+    } catch (error) {
+      failure.undoFailed = new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, step.state.db).line;
+      return;
+    }
+  }
+}
+
+export async function executeSteps(config: Config, states: DbState[], steps: Step[], options: DeployOptions): Promise<DeployResult> {
+  const touched = states.filter((s) => steps.some((st) => st.state === s));
+  const result: DeployResult = { steps: [], maintenance: "not-available", schemaVersionRecorded: false, pruned: [] };
+
+  if (options.backup) {
+    // A database this run created is empty: there is nothing to back up.
+    const requests = touched.filter((s) => !s.created).map((s) => ({ db: s.db, target: s.target }));
+    result.backup = await backupDatabases(requests, { backupDir: config.backupDir, runId: options.runId, reason: options.reason, connectTimeoutMs: config.connectTimeoutMs, progress: options.progress });
+    if (options.backupKeep !== undefined && requests.length) result.pruned = pruneBackups(config.backupDir, options.backupKeep);
+  } else {
+    result.backup = { skipped: true };
+  }
+  const restoreCommand = result.backup && "manifest" in result.backup && result.backup.manifest.databases.length
+    ? `npm run db:restore -- ${options.runId}`
+    : undefined;
+
+  const admin = states.find((s) => s.db === "admindb" && s.exists);
+  const maintenance = admin ? await enableMaintenance(admin.dataSource, options.runId) : undefined;
+  const done: Step[] = [];
+  try {
+    for (const s of touched) await ensureBookkeeping(s.dataSource);
+    for (const step of steps) {
+      if (options.signal?.aborted) {
+        result.failure = { db: step.state.db, message: "interrupted", undone: [], restoreCommand };
+        break;
+      }
+      const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
+      options.progress?.({ ...event, phase: "start" });
+      try {
+        const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, timeouts: options.timeouts });
+        options.progress?.({ ...event, phase: "end" });
+        result.steps.push({ ...r, db: step.state.db });
+        done.push(step);
+      } catch (error) {
+        result.failure = { db: step.state.db, migration: step.file.name, message: describeError(error, step.state.target).message, undone: [], restoreCommand };
+        break;
+      }
+    }
+    if (result.failure) await undo(done, options, result.failure);
+  } finally {
+    if (admin && maintenance) {
+      if (result.failure?.undoFailed) result.maintenance = "left-on";
+      else {
+        await restoreMaintenance(admin.dataSource, maintenance.previous);
+        result.maintenance = "restored";
+      }
+    }
+  }
+  if (!result.failure && admin) {
+    const latest: Record<string, string | null> = {};
+    for (const s of states.filter((st) => st.exists)) {
+      const applied = await readApplied(s.dataSource);
+      latest[s.db] = applied[applied.length - 1]?.name ?? null;
+    }
+    result.schemaVersionRecorded = await recordSchemaVersion(admin.dataSource, options.runId, latest);
+  }
+  return result;
+}

@@ -1,0 +1,56 @@
+// Maintenance mode: admindb.system_settings 'maintenance_mode', set to enabled while a run changes
+// the databases and put back afterwards. The value we write carries the previous one, so a run that
+// died before putting it back (SIGKILL) is repaired by the next run.
+import type { Queryable } from "./sql";
+import { rows } from "./sql";
+
+export const MAINTENANCE_MESSAGE = "Database migration in progress";
+
+interface OurValue {
+  enabled: true;
+  message: string;
+  migration_run: string;
+  previous: unknown;
+}
+
+function isOurs(value: unknown): value is OurValue {
+  return typeof value === "object" && value !== null && "migration_run" in value && "previous" in value;
+}
+
+async function settingsTableExists(q: Queryable): Promise<boolean> {
+  const [row] = await rows<{ present: boolean }>(q, `SELECT to_regclass('public.system_settings') IS NOT NULL AS present`);
+  return row.present;
+}
+
+/**
+ * Turns maintenance on; returns the exact text to put back, or undefined when there is no setting
+ * (a database not migrated yet).
+ */
+export async function enableMaintenance(q: Queryable, runId: string): Promise<{ previous: string } | undefined> {
+  if (!(await settingsTableExists(q))) return undefined;
+  const [row] = await rows<{ text: string }>(q, `SELECT value::text AS text FROM system_settings WHERE key = 'maintenance_mode'`);
+  if (!row) return undefined;
+  const current: unknown = JSON.parse(row.text);
+  // Left on by a run that died: what that run replaced is what we put back.
+  const previous = isOurs(current) ? JSON.stringify(current.previous) : row.text;
+  const value: OurValue = { enabled: true, message: MAINTENANCE_MESSAGE, migration_run: runId, previous: JSON.parse(previous) };
+  await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [JSON.stringify(value)]);
+  return { previous };
+}
+
+export async function restoreMaintenance(q: Queryable, previous: string): Promise<void> {
+  if (!(await settingsTableExists(q))) return; // reverted away with its table
+  await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [previous]);
+}
+
+/** Records the run and each database's latest migration in 'schema_version'. */
+export async function recordSchemaVersion(q: Queryable, runId: string, latest: Record<string, string | null>): Promise<boolean> {
+  if (!(await settingsTableExists(q))) return false;
+  const value = { version: runId, updated_at: new Date().toISOString(), run_id: runId, migrations: latest };
+  await q.query(
+    `INSERT INTO system_settings (key, value) VALUES ('schema_version', $1::json)
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+    [JSON.stringify(value)],
+  );
+  return true;
+}

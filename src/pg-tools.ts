@@ -1,0 +1,69 @@
+// The PostgreSQL client programs (pg_dump, pg_restore), chosen to be at least as new as the server,
+// and run with the connection passed by environment: never a password on a command line.
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import type { DbTarget } from "./config";
+
+export type PgTool = "pg_dump" | "pg_restore";
+
+function candidates(): Array<{ dir: string; version: number }> {
+  const out: Array<{ dir: string; version: number }> = [];
+  if (process.env.PG_BIN_DIR) out.push({ dir: process.env.PG_BIN_DIR, version: Number.MAX_SAFE_INTEGER });
+  const root = "/usr/lib/postgresql";
+  if (fs.existsSync(root)) {
+    for (const v of fs.readdirSync(root)) if (/^\d+$/.test(v)) out.push({ dir: path.join(root, v, "bin"), version: Number(v) });
+  }
+  return out.sort((a, b) => b.version - a.version);
+}
+
+/** The newest installed `tool`, which must be at least the server's major version. */
+export function findPgTool(tool: PgTool, serverMajor: number): string {
+  const found = candidates().find((c) => fs.existsSync(path.join(c.dir, tool)));
+  if (!found) throw new Error(`${tool} not found (install postgresql-client, or set PG_BIN_DIR)`);
+  if (found.version < serverMajor) throw new Error(`${tool} ${found.version} is older than the server (PostgreSQL ${serverMajor}); install a newer client`);
+  return path.join(found.dir, tool);
+}
+
+/** libpq environment for `target`, with `database` instead of the target's own when given. */
+export function pgEnv(target: DbTarget, database?: string): NodeJS.ProcessEnv {
+  const u = new URL(target.url);
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    PGHOST: u.hostname.replace(/^\[|\]$/g, ""),
+    PGPORT: u.port || "5432",
+    PGUSER: decodeURIComponent(u.username),
+    PGPASSWORD: decodeURIComponent(u.password),
+    PGDATABASE: database ?? target.database,
+    PGCONNECT_TIMEOUT: "10",
+    PGAPPNAME: "ai-micro-migrations",
+  };
+  const sslmode = u.searchParams.get("sslmode");
+  if (sslmode) env.PGSSLMODE = sslmode;
+  return env;
+}
+
+export interface ToolResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a client program; stdout goes to `stdoutFd` when given (a file we opened 0600). */
+export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv, stdoutFd?: number): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { env, stdio: ["ignore", stdoutFd ?? "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The first meaningful line of a tool's stderr, without its program-name prefix. */
+export function firstError(stderr: string): string {
+  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l && !/^(pg_dump|pg_restore): (detail|hint):/i.test(l)) ?? "failed";
+  return line.replace(/^(pg_dump|pg_restore): (error: )?/, "");
+}

@@ -1,0 +1,111 @@
+// db:restore: puts a backup back, into a new database first; only once pg_restore succeeded and the
+// restored migration state matches the manifest does it take the database's name. The database it
+// replaces is kept, renamed, for the operator to drop.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import type { Client } from "pg";
+import { BackupEntry, BackupManifest, MANIFEST, readManifest, verifyArchive } from "./backup";
+import type { Config } from "./config";
+import { connectClient, describeError } from "./connect";
+import { DbName, isDbName } from "./databases";
+import { MigrationError, UsageError } from "./errors";
+import { readApplied } from "./history";
+import { findPgTool, firstError, pgEnv, runPgTool } from "./pg-tools";
+
+export interface RestoreResult {
+  db: DbName;
+  from: string;
+  database: string;
+  /** The database that had the name before, kept under this name. */
+  replaced?: string;
+  applied: string[];
+}
+
+export interface RestoreReport {
+  command: "restore";
+  runId: string;
+  databases: RestoreResult[];
+}
+
+/** A run id (a folder of the backup dir), a run folder, or one `<db>.dump` file. */
+export function locateBackup(backupDir: string, what: string): { dir: string; manifest: BackupManifest; only?: DbName } {
+  const asFile = path.resolve(what);
+  if (fs.existsSync(asFile) && fs.statSync(asFile).isFile()) {
+    const db = path.basename(asFile).replace(/\.dump$/, "");
+    if (!isDbName(db)) throw new UsageError(`cannot tell the database of ${path.basename(asFile)} (expected <db>.dump)`);
+    return { dir: path.dirname(asFile), manifest: readManifest(path.dirname(asFile)), only: db };
+  }
+  for (const dir of [path.join(backupDir, what), asFile]) {
+    if (fs.existsSync(path.join(dir, MANIFEST))) return { dir, manifest: readManifest(dir) };
+  }
+  throw new UsageError(`no backup "${what}" (neither a run id under ${backupDir} nor a backup file)`);
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = crypto.createHash("sha256");
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+async function databaseExists(admin: Client, name: string): Promise<boolean> {
+  return (await admin.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name])).rowCount === 1;
+}
+
+async function restoreOne(config: Config, dir: string, entry: BackupEntry, into: string | undefined): Promise<RestoreResult> {
+  const { db } = entry;
+  const target = config.targets[db];
+  const file = path.join(dir, entry.file);
+  if (!fs.existsSync(file)) throw new MigrationError(`backup file ${file} is missing`, db);
+  if ((await sha256Of(file)) !== entry.sha256) throw new MigrationError(`backup file ${entry.file} does not match its manifest checksum: refusing to restore it`, db);
+  const name = into ?? target.database;
+  const staging = `${name}_restoring_${crypto.randomBytes(3).toString("hex")}`;
+  const admin = await connectClient(target, config.connectTimeoutMs, "postgres");
+  try {
+    const serverMajor = Math.floor(Number((await admin.query(`SHOW server_version_num`)).rows[0].server_version_num) / 10000);
+    await verifyArchive(file, db, serverMajor);
+    await admin.query(`CREATE DATABASE ${quote(staging)}`);
+    try {
+      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", "-d", staging, file], pgEnv(target, staging));
+      if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
+      const restored = await connectClient(target, config.connectTimeoutMs, staging);
+      let applied: string[];
+      try {
+        applied = (await readApplied(restored)).map((a) => a.name);
+      } finally {
+        await restored.end();
+      }
+      if (applied.join(",") !== entry.applied.join(",")) {
+        throw new MigrationError(`restored migration state (${applied.length} applied) differs from the manifest (${entry.applied.length})`, db);
+      }
+      let replaced: string | undefined;
+      if (await databaseExists(admin, name)) {
+        replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`;
+        await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
+        await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
+      }
+      await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+      return { db, from: file, database: name, replaced, applied };
+    } catch (error) {
+      await admin.query(`DROP DATABASE IF EXISTS ${quote(staging)} WITH (FORCE)`).catch(() => undefined);
+      throw error;
+    }
+  } catch (error) {
+    throw describeError(error, target);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+export async function restoreBackup(config: Config, options: { backup: string; db?: DbName; into?: string }): Promise<RestoreReport> {
+  const { dir, manifest, only } = locateBackup(config.backupDir, options.backup);
+  const wanted = options.db ?? only;
+  const entries = manifest.databases.filter((e) => !wanted || e.db === wanted);
+  if (!entries.length) throw new UsageError(`backup ${manifest.runId} has no ${wanted ?? "database"}`, wanted);
+  if (options.into && entries.length > 1) throw new UsageError("--into restores one database: add --db <db>");
+  const databases: RestoreResult[] = [];
+  for (const entry of entries) databases.push(await restoreOne(config, dir, entry, options.into));
+  return { command: "restore", runId: manifest.runId, databases };
+}
