@@ -96,7 +96,7 @@ export async function createDatabase(target: DbTarget, connectTimeoutMs: number)
     return true;
   } catch (error) {
     const e = error as PgLikeError;
-    if (e.code === "42P04") return false; // created meanwhile by a concurrent run
+    if (e.code === "42P04" || e.code === "23505") return false; // created meanwhile by a concurrent run
     if (e.code === "42501") throw new MigrationError(`database "${target.database}" does not exist and this role may not create it`, target.db);
     throw describeError(error, target);
   } finally {

@@ -107,7 +107,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     if (admin && maintenance) {
       if (result.failure?.undoFailed) result.maintenance = "left-on";
       else {
-        await restoreMaintenance(admin.dataSource, maintenance.previous);
+        await restoreMaintenance(admin.dataSource, maintenance);
         result.maintenance = "restored";
       }
     }

@@ -10,7 +10,13 @@ interface OurValue {
   enabled: true;
   message: string;
   migration_run: string;
-  previous: unknown;
+  /** The setting as it was, exactly (text of the json value, and its updated_at). */
+  previous: { value: string; updated_at: string };
+}
+
+export interface SavedSetting {
+  value: string;
+  updated_at: string;
 }
 
 function isOurs(value: unknown): value is OurValue {
@@ -23,24 +29,24 @@ async function settingsTableExists(q: Queryable): Promise<boolean> {
 }
 
 /**
- * Turns maintenance on; returns the exact text to put back, or undefined when there is no setting
- * (a database not migrated yet).
+ * Turns maintenance on; returns the setting as it was, to put back exactly, or undefined when there
+ * is no setting (a database not migrated yet).
  */
-export async function enableMaintenance(q: Queryable, runId: string): Promise<{ previous: string } | undefined> {
+export async function enableMaintenance(q: Queryable, runId: string): Promise<SavedSetting | undefined> {
   if (!(await settingsTableExists(q))) return undefined;
-  const [row] = await rows<{ text: string }>(q, `SELECT value::text AS text FROM system_settings WHERE key = 'maintenance_mode'`);
+  const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
   if (!row) return undefined;
-  const current: unknown = JSON.parse(row.text);
+  const current: unknown = JSON.parse(row.value);
   // Left on by a run that died: what that run replaced is what we put back.
-  const previous = isOurs(current) ? JSON.stringify(current.previous) : row.text;
-  const value: OurValue = { enabled: true, message: MAINTENANCE_MESSAGE, migration_run: runId, previous: JSON.parse(previous) };
+  const previous = isOurs(current) ? current.previous : row;
+  const value: OurValue = { enabled: true, message: MAINTENANCE_MESSAGE, migration_run: runId, previous };
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [JSON.stringify(value)]);
-  return { previous };
+  return previous;
 }
 
-export async function restoreMaintenance(q: Queryable, previous: string): Promise<void> {
+export async function restoreMaintenance(q: Queryable, previous: SavedSetting): Promise<void> {
   if (!(await settingsTableExists(q))) return; // reverted away with its table
-  await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [previous]);
+  await q.query(`UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp WHERE key = 'maintenance_mode'`, [previous.value, previous.updated_at]);
 }
 
 /** Records the run and each database's latest migration in 'schema_version'. */

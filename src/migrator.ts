@@ -31,6 +31,10 @@ async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean):
   // SET takes no bind parameters; the values come from our own config, validated by `parseDuration`.
   await qr.query(`SET ${scope}lock_timeout = '${timeouts.lockTimeout}'`);
   await qr.query(`SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`);
+  // If this process dies mid-statement (SIGKILL, lost host), the server notices within a second and
+  // rolls the migration back, instead of holding its locks until the statement ends (PostgreSQL 14+).
+  const [{ v }] = await qr.query(`SELECT current_setting('server_version_num')::int AS v`);
+  if (v >= 140000) await qr.query(`SET ${scope}client_connection_check_interval = '1s'`);
 }
 
 export async function applyMigration(
@@ -60,7 +64,7 @@ export async function applyMigration(
     if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
     throw error;
   } finally {
-    if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout").catch(() => undefined);
+    if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval").catch(() => undefined);
     await qr.release();
   }
 }

@@ -8,6 +8,8 @@ import type { DbName } from "../../src/databases";
 export interface MigrationsCopy {
   root: string;
   add(db: DbName, name: string, timestamp: number, up: string, down?: string): string;
+  /** A migration whose up/down bodies are TypeScript statements using `queryRunner`. */
+  addCode(db: DbName, name: string, timestamp: number, up: string, down: string): string;
   remove(): void;
 }
 
@@ -27,6 +29,22 @@ export class ${name}${timestamp} implements MigrationInterface {
 
     public async down(queryRunner: QueryRunner): Promise<void> {
 ${down ? `        await queryRunner.query(${JSON.stringify(down)});` : ""}
+    }
+}
+`);
+      return file;
+    },
+    addCode(db, name, timestamp, up, down) {
+      const file = path.join(root, db, `${timestamp}-${name}.ts`);
+      fs.writeFileSync(file, `import { MigrationInterface, QueryRunner } from "typeorm";
+
+export class ${name}${timestamp} implements MigrationInterface {
+    public async up(queryRunner: QueryRunner): Promise<void> {
+        ${up}
+    }
+
+    public async down(queryRunner: QueryRunner): Promise<void> {
+        ${down}
     }
 }
 `);

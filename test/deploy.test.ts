@@ -1,0 +1,278 @@
+// The deploy as production runs it: concurrent runs, a failure in the last database, a killed run,
+// backups and restores, dry runs and JSON reports. Real PostgreSQL, real child processes.
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DATABASES, DbName } from "../src/databases";
+import { readApplied, readHistory } from "../src/history";
+import { loadMigrationFiles } from "../src/migration-files";
+import { cliEnv, runCli } from "./support/cli";
+import { testDatabases, TestDatabases, withClient } from "./support/databases";
+import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
+
+const ROOT = path.resolve(__dirname, "..");
+const shipped = (db: DbName) => loadMigrationFiles(path.join(ROOT, "src", "migrations"), db).map((f) => f.name);
+
+async function maintenanceText(dbs: TestDatabases): Promise<string> {
+  return withClient(dbs.names.admindb, async (c) => (await c.query(`SELECT value::text AS v FROM system_settings WHERE key = 'maintenance_mode'`)).rows[0].v);
+}
+
+async function tableExists(database: string, table: string): Promise<boolean> {
+  return withClient(database, async (c) => (await c.query(`SELECT to_regclass($1) IS NOT NULL AS t`, [table])).rows[0].t);
+}
+
+/** Per table: row count and an md5 of all rows in a stable order. */
+async function dataChecksums(database: string): Promise<Record<string, string>> {
+  return withClient(database, async (c) => {
+    const tables = (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map((r) => r.tablename as string);
+    const out: Record<string, string> = {};
+    for (const t of tables) {
+      const { rows } = await c.query(`SELECT count(*)::int AS n, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS h FROM "${t}" x`);
+      out[t] = `${rows[0].n}:${rows[0].h}`;
+    }
+    return out;
+  });
+}
+
+describe("concurrent deploys", () => {
+  const dbs = testDatabases("concurrent");
+  afterAll(() => dbs.drop());
+
+  it("four runs at once on fresh databases: all exit 0, each migration applied once", async () => {
+    const runs = await Promise.all([1, 2, 3, 4].map(() => runCli(["migration:run", "--json"], dbs.env)));
+    for (const r of runs) {
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+    }
+    const statuses = runs.map((r) => JSON.parse(r.stdout).status).sort();
+    expect(statuses.filter((s) => s === "applied").length).toBeGreaterThanOrEqual(1);
+    expect(statuses.every((s) => s === "applied" || s === "nothing-to-do")).toBe(true);
+    for (const db of DATABASES) {
+      const { applied, ups } = await withClient(dbs.names[db], async (c) => ({
+        applied: (await readApplied(c)).map((a) => a.name),
+        ups: (await readHistory(c)).filter((h) => h.direction === "up").map((h) => h.name),
+      }));
+      expect(applied).toEqual(shipped(db));
+      expect(ups).toEqual(shipped(db)); // once each
+    }
+  });
+});
+
+describe("a failing migration in admindb", () => {
+  const dbs = testDatabases("failing");
+  let copy: MigrationsCopy;
+  beforeAll(async () => {
+    copy = copyMigrations();
+    expect((await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root })).code).toBe(0);
+    await withClient(dbs.names.admindb, (c) => c.query(`UPDATE system_settings SET value = '{"enabled": false, "message": "kept as is"}' WHERE key = 'maintenance_mode'`));
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it("reverts this run's migrations in authdb and apidb, leaves admindb unchanged, restores maintenance", async () => {
+    copy.add("authdb", "AddAuthAudit", 1795700000001, `CREATE TABLE auth_audit (id int)`, `DROP TABLE auth_audit`);
+    copy.add("apidb", "AddProfileNotes", 1795700000002, `CREATE TABLE profile_notes (id int)`, `DROP TABLE profile_notes`);
+    copy.add("admindb", "BrokenBackfill", 1795700000003, `CREATE TABLE half_done (id int); SELECT 1 / 0`, `DROP TABLE half_done`);
+    const before = { maintenance: await maintenanceText(dbs), admindb: await dataChecksums(dbs.names.admindb) };
+
+    const r = await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error: admindb: migration BrokenBackfill1795700000003 failed: division by zero");
+    expect(r.stderr).toMatch(/apidb: undone AddProfileNotes1795700000002 \(down\)\nauthdb: undone AddAuthAudit1795700000001 \(down\)/);
+    expect(r.stderr).toMatch(/to restore the backup taken before this run: npm run db:restore -- \d{8}T\d{6}Z-[0-9a-f]{4}/);
+
+    expect(await tableExists(dbs.names.authdb, "auth_audit")).toBe(false);
+    expect(await tableExists(dbs.names.apidb, "profile_notes")).toBe(false);
+    expect(await tableExists(dbs.names.admindb, "half_done")).toBe(false);
+    for (const db of DATABASES) expect((await withClient(dbs.names[db], readApplied)).map((a) => a.name)).toEqual(shipped(db));
+    expect(await maintenanceText(dbs)).toBe(before.maintenance);
+    expect(await dataChecksums(dbs.names.admindb)).toEqual(before.admindb);
+  });
+});
+
+describe("a deploy killed in the middle of a migration", () => {
+  const dbs = testDatabases("killed");
+  let copy: MigrationsCopy;
+  beforeAll(async () => {
+    copy = copyMigrations();
+    expect((await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root })).code).toBe(0);
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it("leaves the database at its previous state; the next deploy completes", async () => {
+    copy.addCode("apidb", "SlowAddColumn", 1795700000010,
+      `await queryRunner.query("ALTER TABLE profiles ADD COLUMN nickname text");
+        if (process.env.SLOW_MIGRATION) await queryRunner.query("SELECT pg_sleep(60)");`,
+      `await queryRunner.query("ALTER TABLE profiles DROP COLUMN nickname");`);
+    const maintenanceBefore = await maintenanceText(dbs);
+    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "cli.ts"), "migration:run"], {
+      cwd: ROOT, env: cliEnv({ ...dbs.env, MIGRATIONS_DIR: copy.root, SLOW_MIGRATION: "1" }), stdio: "ignore",
+    });
+    const exited = new Promise((resolve) => child.on("exit", resolve));
+    // Wait until the migration is inside its transaction, sleeping.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const sleeping = await withClient("postgres", async (c) =>
+        (await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%' AND state = 'active'`, [dbs.names.apidb])).rowCount);
+      if (sleeping) break;
+      if (Date.now() > deadline) throw new Error("the slow migration never started");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill("SIGKILL");
+    await exited;
+
+    // The server drops the dead client's session within about a second, rolling its migration back.
+    const until = Date.now() + 15_000;
+    while (await withClient("postgres", async (c) => (await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'ai-micro-migrations'`, [dbs.names.apidb])).rowCount)) {
+      if (Date.now() > until) throw new Error("the killed run's session is still there");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const columns = await withClient(dbs.names.apidb, async (c) => (await c.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'profiles'`)).rows.map((r) => r.column_name));
+    expect(columns).not.toContain("nickname");
+    expect((await withClient(dbs.names.apidb, readApplied)).map((a) => a.name)).toEqual(shipped("apidb"));
+    expect(JSON.parse(await maintenanceText(dbs))).toMatchObject({ enabled: true }); // the dead run's
+
+    const next = await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(next.stderr).toBe("");
+    expect(next.code).toBe(0);
+    expect(next.stdout).toMatch(/apidb: applied SlowAddColumn1795700000010/);
+    expect(await maintenanceText(dbs)).toBe(maintenanceBefore); // repaired from what the dead run saved
+  });
+});
+
+describe("backup and restore", () => {
+  const dbs = testDatabases("backup");
+  beforeAll(async () => {
+    expect((await runCli(["migration:run"], dbs.env)).code).toBe(0);
+    await withClient(dbs.names.authdb, (c) => c.query(`INSERT INTO users (email, password_hash) SELECT 'u' || g || '@x', 'h' FROM generate_series(1, 300) g`));
+    await withClient(dbs.names.apidb, (c) => c.query(`INSERT INTO profiles (user_id, name) SELECT uuid_generate_v4(), 'n' || g FROM generate_series(1, 200) g`));
+    await withClient(dbs.names.admindb, (c) => c.query(`
+      INSERT INTO knowledge_bases (id, name, user_id) VALUES ('00000000-0000-0000-0000-000000000001', 'kb', uuid_generate_v4());
+      INSERT INTO documents (knowledge_base_id, filename, original_filename, file_path, mime_type, file_size, tags)
+        SELECT '00000000-0000-0000-0000-000000000001', 'f' || g, 'o', '/p', 'text/plain', g, ARRAY['t' || (g % 5)] FROM generate_series(1, 500) g;
+      INSERT INTO langchain_pg_embedding (collection_id, embedding, document)
+        SELECT (SELECT uuid FROM langchain_pg_collection LIMIT 1), array_fill(g::real / 100, ARRAY[768])::vector, 'd' FROM generate_series(1, 50) g;`));
+  });
+  afterAll(() => dbs.drop());
+
+  it("db:backup writes verified 0600 archives and a manifest; db:restore brings back the same data", async () => {
+    const before: Record<string, Record<string, string>> = {};
+    for (const db of DATABASES) before[db] = await dataChecksums(dbs.names[db]);
+
+    const b = await runCli(["db:backup", "--json"], dbs.env);
+    expect(b.stderr).toBe("");
+    expect(b.code).toBe(0);
+    const report = JSON.parse(b.stdout);
+    const dir = report.dir as string;
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    for (const f of fs.readdirSync(dir)) expect(fs.statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(dir).sort()).toEqual(["admindb.dump", "apidb.dump", "authdb.dump", "manifest.json"]);
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
+    expect(manifest.databases[2]).toEqual(expect.objectContaining({ db: "admindb", sha256: expect.stringMatching(/^[0-9a-f]{64}$/), serverVersion: expect.stringMatching(/^\d+/), applied: shipped("admindb") }));
+    expect(fs.readdirSync(dir).join(" ")).not.toMatch(/pass|secret/i);
+
+    // Damage the data, then restore every database under its own name.
+    await withClient(dbs.names.admindb, (c) => c.query(`DELETE FROM documents WHERE file_size % 2 = 0`));
+    await withClient(dbs.names.authdb, (c) => c.query(`DELETE FROM users`));
+    const r = await runCli(["db:restore", report.runId], dbs.env);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/admindb: the previous database is kept as admindb_backup_\w+_replaced_\d{14}/);
+    for (const db of DATABASES) expect(await dataChecksums(dbs.names[db])).toEqual(before[db]);
+
+    // And one database into a new name.
+    const into = `${dbs.names.admindb}_copy`;
+    const r2 = await runCli(["db:restore", report.runId, "--db", "admindb", "--into", into], dbs.env);
+    expect(r2.code).toBe(0);
+    expect(await dataChecksums(into)).toEqual(before.admindb);
+  });
+
+  it("refuses a backup whose archive was altered", async () => {
+    const b = JSON.parse((await runCli(["db:backup", "--db", "apidb", "--json"], dbs.env)).stdout);
+    fs.appendFileSync(path.join(b.dir, "apidb.dump"), "x");
+    const r = await runCli(["db:restore", b.runId], dbs.env);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe("error: apidb: backup file apidb.dump does not match its manifest checksum: refusing to restore it");
+  });
+
+  it("a deploy backs up first and keeps only MIGRATION_BACKUP_KEEP runs", async () => {
+    const copy = copyMigrations();
+    try {
+      copy.add("apidb", "AddIndexOnName", 1795700000020, `CREATE INDEX idx_profiles_name ON profiles (name)`, `DROP INDEX idx_profiles_name`);
+      const r = await runCli(["migration:run", "--json"], { ...dbs.env, MIGRATIONS_DIR: copy.root, MIGRATION_BACKUP_KEEP: "1" });
+      expect(r.code).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report.backup.manifest.databases.map((d: { db: string }) => d.db)).toEqual(["apidb"]);
+      expect(report.backup.manifest.databases[0].applied).toEqual(shipped("apidb"));
+      expect(fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR)).toEqual([report.runId]);
+    } finally {
+      copy.remove();
+    }
+  });
+});
+
+describe("bad input for the deploy", () => {
+  const dbs = testDatabases("deploybad");
+  let copy: MigrationsCopy;
+  beforeAll(async () => {
+    copy = copyMigrations();
+    expect((await runCli(["migration:run"], dbs.env)).code).toBe(0);
+    copy.add("authdb", "AddSessions", 1795700000030, `CREATE TABLE sessions (id int)`, `DROP TABLE sessions`);
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it("unwritable backup directory: exit 1, one line naming it, nothing applied", async () => {
+    const file = path.join(os.tmpdir(), `aimig-not-a-dir-${process.pid}`);
+    fs.writeFileSync(file, "");
+    try {
+      const r = await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root, MIGRATION_BACKUP_DIR: path.join(file, "backups") });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split("\n")).toEqual([`error: authdb: backup directory ${path.join(file, "backups")} is not writable (ENOTDIR); set MIGRATION_BACKUP_DIR or use --no-backup`]);
+      expect(await tableExists(dbs.names.authdb, "sessions")).toBe(false);
+    } finally {
+      fs.rmSync(file);
+    }
+  });
+
+  it("--dry-run prints the SQL and changes nothing", async () => {
+    const r = await runCli(["migration:run", "--dry-run"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("authdb: would apply 1\n  -- AddSessions1795700000030\n  CREATE TABLE sessions (id int);");
+    expect(await tableExists(dbs.names.authdb, "sessions")).toBe(false);
+    expect(fs.existsSync(dbs.env.MIGRATION_BACKUP_DIR)).toBe(false);
+
+    const fresh = testDatabases("dryfresh");
+    const r2 = await runCli(["migration:run", "--dry-run", "--json"], fresh.env);
+    expect(r2.code).toBe(0);
+    const report = JSON.parse(r2.stdout);
+    expect(report.status).toBe("dry-run");
+    expect(report.databases[2].sql[report.databases[2].pending[0]]).toEqual(expect.arrayContaining([`CREATE EXTENSION IF NOT EXISTS "vector"`]));
+    const exists = await withClient("postgres", async (c) => (await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [fresh.names.authdb])).rowCount);
+    expect(exists).toBe(0);
+  });
+
+  it("--json reports the documented fields", async () => {
+    const r = await runCli(["migration:run", "--json", "--no-backup"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("warning: --no-backup");
+    const report = JSON.parse(r.stdout);
+    expect(report).toEqual(expect.objectContaining({ command: "run", runId: expect.any(String), status: "applied", maintenance: "restored", backup: { skipped: true } }));
+    expect(report.databases[0]).toEqual(expect.objectContaining({ db: "authdb", pending: ["AddSessions1795700000030"], applied: [expect.objectContaining({ name: "AddSessions1795700000030", direction: "up", durationMs: expect.any(Number) })] }));
+
+    const revert = await runCli(["migration:revert", "--json"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(revert.code).toBe(0);
+    const undone = JSON.parse(revert.stdout);
+    expect(undone).toEqual(expect.objectContaining({ command: "revert", status: "reverted", undoesRun: report.runId }));
+    expect(undone.databases[0].reverted.map((s: { name: string }) => s.name)).toEqual(["AddSessions1795700000030"]);
+    expect(await tableExists(dbs.names.authdb, "sessions")).toBe(false);
+  });
+});
