@@ -5,8 +5,9 @@ import * as path from "path";
 import { DATABASES, DbName } from "./databases";
 import { UsageError } from "./errors";
 
-/** The migrations shipped with this project. */
-export const MIGRATIONS_ROOT = path.resolve(__dirname, "migrations");
+import { MIGRATIONS_ROOT } from "./paths";
+
+export { MIGRATIONS_ROOT };
 
 export interface DbTarget {
   db: DbName;

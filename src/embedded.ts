@@ -1,8 +1,8 @@
 // The embedded default server: a local cluster kept under .pgdata/ at the project root.
-import * as path from "path";
 import { clusterUrl, ensureCluster, readClusterInfo } from "./local-postgres";
+import { EMBEDDED_ROOT } from "./paths";
 
-export const EMBEDDED_ROOT = path.resolve(__dirname, "..", ".pgdata");
+export { EMBEDDED_ROOT };
 
 /** Server URL (database `postgres`) of the embedded cluster if it was ever set up, else undefined. */
 export function embeddedUrl(): string | undefined {

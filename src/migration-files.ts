@@ -1,13 +1,13 @@
-// The migration files of each database: loaded from src/migrations/<db>/, named and ordered the way
-// TypeORM does it (class name ending in a 13-digit timestamp), with a checksum of each file.
+// The migration files of each database, read from src/migrations/<db>/ (or MIGRATIONS_DIR): named and
+// ordered the way TypeORM does it (class name ending in a 13-digit timestamp), with a checksum of
+// each file. A file is read as text to list it, and compiled and loaded only when it is to run.
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { MigrationInterface } from "typeorm";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
-
-const PROJECT_ROOT = path.resolve(__dirname, "..");
+import { PROJECT_ROOT } from "./paths";
 
 export interface MigrationFile {
   /** TypeORM's name: the class name, e.g. `Init1732440000000`. */
@@ -15,9 +15,11 @@ export interface MigrationFile {
   timestamp: number;
   /** Path relative to the project root, e.g. `src/migrations/apidb/1732440000000-Init.ts`. */
   file: string;
+  path: string;
   checksum: string;
-  migration: MigrationInterface;
-  migrationClass: new () => MigrationInterface;
+  /** The migration itself, compiled and loaded on first use. */
+  readonly migration: MigrationInterface;
+  readonly migrationClass: new () => MigrationInterface;
 }
 
 export function migrationsDir(root: string, db: DbName): string {
@@ -30,34 +32,61 @@ export function checksumOf(text: string): string {
 }
 
 function isMigrationSource(file: string): boolean {
-  return (/\.(ts|js)$/.test(file) && !file.endsWith(".d.ts")) && !/^index\./.test(file);
+  return /\.(ts|js)$/.test(file) && !file.endsWith(".d.ts") && !/^index\./.test(file);
+}
+
+/** Lets plain Node require a .ts migration (under ts-node or jest this is already so). */
+function ensureTypeScriptLoader(): void {
+  if (require.extensions[".ts"] || process.env.JEST_WORKER_ID) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require("ts-node") as typeof import("ts-node")).register({ transpileOnly: true, project: path.join(PROJECT_ROOT, "tsconfig.json") });
+}
+
+function loadClass(db: DbName, full: string, expectedName: string): new () => MigrationInterface {
+  if (full.endsWith(".ts")) ensureTypeScriptLoader();
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const exported = require(full) as Record<string, unknown>;
+  const found = Object.values(exported).find(
+    (v): v is new () => MigrationInterface => typeof v === "function" && typeof (v as { prototype?: { up?: unknown } }).prototype?.up === "function",
+  );
+  if (!found) throw new MigrationError(`${path.basename(full)} exports no migration class`, db);
+  const name = new found().name ?? found.name;
+  if (name !== expectedName) throw new MigrationError(`${path.basename(full)}: migration is named ${name}, its class declaration says ${expectedName}`, db);
+  return found;
+}
+
+/** The migration name a file declares: its `name = "..."` if set, else its exported class name. */
+function declaredName(source: string): string | undefined {
+  const explicit = /^\s*(?:public\s+)?(?:readonly\s+)?name\s*=\s*["'](\w+)["']/m.exec(source)?.[1];
+  return explicit ?? /export\s+(?:default\s+)?class\s+(\w+)/.exec(source)?.[1];
 }
 
 /** All migrations of a database, oldest first. */
 export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
   const dir = migrationsDir(root, db);
   if (!fs.existsSync(dir)) return [];
-  const loaded: MigrationFile[] = [];
+  const listed: MigrationFile[] = [];
   for (const entry of fs.readdirSync(dir).filter(isMigrationSource).sort()) {
     const full = path.join(dir, entry);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const exported = require(full) as Record<string, unknown>;
-    const classes = Object.values(exported).filter(
-      (v): v is new () => MigrationInterface => typeof v === "function" && typeof (v as { prototype?: { up?: unknown } }).prototype?.up === "function",
-    );
-    for (const migrationClass of classes) {
-      const migration = new migrationClass();
-      const name = migration.name ?? migrationClass.name;
-      const timestamp = Number(name.slice(-13));
-      if (!/\d{13}$/.test(name)) {
-        throw new MigrationError(`migration ${name} in ${entry} has no 13-digit timestamp at the end of its class name`, db);
-      }
-      loaded.push({
-        name, timestamp, migration, migrationClass,
-        file: path.relative(PROJECT_ROOT, full),
-        checksum: checksumOf(fs.readFileSync(full, "utf8")),
-      });
-    }
+    const source = fs.readFileSync(full, "utf8");
+    const name = declaredName(source);
+    if (!name) throw new MigrationError(`${entry} declares no migration class`, db);
+    if (!/\d{13}$/.test(name)) throw new MigrationError(`migration ${name} in ${entry} has no 13-digit timestamp at the end of its class name`, db);
+    let loaded: (new () => MigrationInterface) | undefined;
+    let instance: MigrationInterface | undefined;
+    listed.push({
+      name,
+      timestamp: Number(name.slice(-13)),
+      file: path.relative(PROJECT_ROOT, full),
+      path: full,
+      checksum: checksumOf(source),
+      get migrationClass() {
+        return (loaded ??= loadClass(db, full, name));
+      },
+      get migration() {
+        return (instance ??= new this.migrationClass());
+      },
+    });
   }
-  return loaded.sort((a, b) => a.timestamp - b.timestamp || a.name.localeCompare(b.name));
+  return listed.sort((a, b) => a.timestamp - b.timestamp || a.name.localeCompare(b.name));
 }

@@ -7,7 +7,7 @@ import * as path from "path";
 import { DATABASES, DbName } from "../src/databases";
 import { readApplied, readHistory } from "../src/history";
 import { loadMigrationFiles } from "../src/migration-files";
-import { cliEnv, runCli } from "./support/cli";
+import { CLI, cliEnv, runCli } from "./support/cli";
 import { testDatabases, TestDatabases, withClient } from "./support/databases";
 import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
 
@@ -111,7 +111,7 @@ describe("a deploy killed in the middle of a migration", () => {
         if (process.env.SLOW_MIGRATION) await queryRunner.query("SELECT pg_sleep(60)");`,
       `await queryRunner.query("ALTER TABLE profiles DROP COLUMN nickname");`);
     const maintenanceBefore = await maintenanceText(dbs);
-    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "cli.ts"), "migration:run"], {
+    const child = spawn(process.execPath, [CLI, "migration:run"], {
       cwd: ROOT, env: cliEnv({ ...dbs.env, MIGRATIONS_DIR: copy.root, SLOW_MIGRATION: "1" }), stdio: "ignore",
     });
     const exited = new Promise((resolve) => child.on("exit", resolve));

@@ -9,14 +9,16 @@ export interface CliResult {
 }
 
 const ROOT = path.resolve(__dirname, "..", "..");
+/** What the npm scripts run: the compiled CLI, rebuilt when sources changed (globalSetup builds it). */
+export const CLI = path.join(ROOT, "bin", "migrate.js");
 
 export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: "test", TS_NODE_TRANSPILE_ONLY: "true", ...extra };
+  return { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: "test", ...extra };
 }
 
 export function runCli(args: string[], env: Record<string, string>, options: { cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(ROOT, "scripts", "cli.ts"), ...args], {
+    const child = spawn(process.execPath, [CLI, ...args], {
       cwd: options.cwd ?? ROOT,
       env: cliEnv(env),
       stdio: ["ignore", "pipe", "pipe"],
