@@ -41,12 +41,6 @@ export interface BackupRequest {
 /** A long step started or ended: the CLI shows those that take a while. */
 export type Progress = (event: { db: DbName; step: string; detail?: string; phase: "start" | "end" }) => void;
 
-async function sha256Of(file: string): Promise<string> {
-  const hash = crypto.createHash("sha256");
-  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
-
 /** Makes (0700) and checks the run's backup directory; a clear error when it cannot be written. */
 function prepareDir(dir: string, db: DbName): void {
   try {
@@ -67,45 +61,66 @@ export async function verifyArchive(file: string, db: DbName, serverMajor: numbe
   return result.stdout.split("\n").filter((l) => l && !l.startsWith(";"));
 }
 
-async function backupOne(request: BackupRequest, dir: string, connectTimeoutMs: number, progress?: Progress): Promise<BackupEntry> {
-  const { db, target } = request;
-  const started = Date.now();
+/** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
+function compressionLevel(): number {
+  const raw = process.env.MIGRATION_BACKUP_COMPRESSION ?? "1";
+  if (!/^[0-9]$/.test(raw)) throw new MigrationError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
+  return Number(raw);
+}
+
+async function serverFacts(target: DbTarget, connectTimeoutMs: number): Promise<{ serverVersion: string; serverMajor: number; applied: string[] }> {
   const client = await connectClient(target, connectTimeoutMs);
-  let serverVersion: string;
-  let serverMajor: number;
-  let applied: string[];
   try {
-    serverVersion = (await client.query(`SHOW server_version`)).rows[0].server_version;
-    serverMajor = Math.floor(Number((await client.query(`SHOW server_version_num`)).rows[0].server_version_num) / 10000);
-    applied = (await readApplied(client)).map((a) => a.name);
+    const { rows } = await client.query(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
+    return { serverVersion: rows[0].v, serverMajor: Math.floor(rows[0].n / 10000), applied: (await readApplied(client)).map((a) => a.name) };
   } finally {
     await client.end().catch(() => undefined);
   }
-  const file = path.join(dir, `${db}.dump`);
-  progress?.({ db, step: "backup", phase: "start" });
-  let binary: string;
-  try {
-    binary = findPgTool("pg_dump", serverMajor);
-  } catch (error) {
-    throw new MigrationError((error as Error).message, db);
-  }
+}
+
+/** pg_dump into `file`: created 0600 by us, hashed as it streams (one pass), fsynced before use. */
+async function dumpTo(file: string, target: DbTarget, compression: number): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
   const fd = fs.openSync(file, "wx", 0o600);
-  let result;
+  const hash = crypto.createHash("sha256");
+  let size = 0;
+  const out = fs.createWriteStream("", { fd, autoClose: false });
   try {
-    // -Z1: most of the compression for a fraction of the time of the default level.
-    result = await runPgTool(binary, ["-Fc", "-Z", "1", "--no-password", "--lock-wait-timeout=60000"], pgEnv(target), fd);
+    // The newest pg_dump installed: an older one than the server refuses, and says so.
+    const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000"], pgEnv(target), (chunk) => {
+      hash.update(chunk);
+      size += chunk.length;
+      out.write(chunk);
+    });
+    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    fs.fsyncSync(fd);
+    return { sha256: hash.digest("hex"), size, stderr: result.stderr, code: result.code };
   } finally {
     fs.closeSync(fd);
   }
-  if (result.code !== 0) {
+}
+
+async function backupOne(request: BackupRequest, dir: string, connectTimeoutMs: number, progress?: Progress): Promise<BackupEntry> {
+  const compression = compressionLevel();
+  const { db, target } = request;
+  const started = Date.now();
+  const file = path.join(dir, `${db}.dump`);
+  progress?.({ db, step: "backup", phase: "start" });
+  // The dump starts at once; the facts for the manifest are read meanwhile.
+  const [facts, dump] = await Promise.allSettled([serverFacts(target, connectTimeoutMs), dumpTo(file, target, compression)]);
+  if (facts.status === "rejected") {
     fs.rmSync(file, { force: true });
-    throw new MigrationError(`pg_dump failed: ${firstError(result.stderr)}`, db);
+    throw facts.reason;
   }
-  const entries = await verifyArchive(file, db, serverMajor);
-  const size = fs.statSync(file).size;
+  if (dump.status === "rejected" || dump.value.code !== 0) {
+    fs.rmSync(file, { force: true });
+    const why = dump.status === "rejected" ? String((dump.reason as Error).message) : firstError(dump.value.stderr);
+    throw new MigrationError(`pg_dump failed: ${why}`, db);
+  }
+  const entries = await verifyArchive(file, db, facts.value.serverMajor);
   progress?.({ db, step: "backup", phase: "end" });
   return {
-    db, database: target.database, file: `${db}.dump`, sha256: await sha256Of(file), size, serverVersion, applied,
+    db, database: target.database, file: `${db}.dump`, sha256: dump.value.sha256, size: dump.value.size,
+    serverVersion: facts.value.serverVersion, applied: facts.value.applied,
     tables: entries.filter((e) => / TABLE DATA /.test(e)).length, durationMs: Date.now() - started,
   };
 }
@@ -126,9 +141,26 @@ export async function backupDatabases(
     reason: options.reason,
     databases: settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : [])),
   };
-  fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
+  writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
   if (failed) throw failed.reason;
   return { dir, manifest };
+}
+
+/** Writes a 0600 file and fsyncs it and its directory: a manifest that says "verified" must survive a crash. */
+function writeDurably(file: string, text: string): void {
+  const fd = fs.openSync(file, "w", 0o600);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const dirFd = fs.openSync(path.dirname(file), "r");
+  try {
+    fs.fsyncSync(dirFd);
+  } finally {
+    fs.closeSync(dirFd);
+  }
 }
 
 /** Removes the oldest run directories (those with a manifest) beyond the newest `keep`. */
