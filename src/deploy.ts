@@ -87,18 +87,19 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     for (const s of touched) await ensureBookkeeping(s.dataSource);
     for (const step of steps) {
       if (options.signal?.aborted) {
-        result.failure = { db: step.state.db, message: "interrupted", undone: [], restoreCommand };
+        result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };
         break;
       }
       const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
       options.progress?.({ ...event, phase: "start" });
       try {
-        const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, timeouts: options.timeouts });
+        const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, timeouts: options.timeouts, signal: options.signal });
         options.progress?.({ ...event, phase: "end" });
         result.steps.push({ ...r, db: step.state.db });
         done.push(step);
       } catch (error) {
-        result.failure = { db: step.state.db, migration: step.file.name, message: describeError(error, step.state.target).message, undone: [], restoreCommand };
+        const message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
+        result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
         break;
       }
     }

@@ -1,6 +1,16 @@
 // The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
 // our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
+import * as os from "os";
 import { Queryable, rows } from "./sql";
+
+/** Who runs this: OS user and host; the database role is added by the server. */
+const WHO = (() => {
+  try {
+    return `${os.userInfo().username}@${os.hostname()}`;
+  } catch {
+    return `uid ${process.getuid?.() ?? "?"}@${os.hostname()}`;
+  }
+})();
 
 export interface AppliedMigration {
   id: number;
@@ -71,7 +81,8 @@ export async function recordHistory(
   e: { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; durationMs: number },
 ): Promise<void> {
   await q.query(
-    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "duration_ms") VALUES ($1, $2, $3, $4, $5)`,
-    [e.name, e.checksum, e.runId, e.direction, Math.round(e.durationMs)],
+    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "duration_ms", "applied_by")
+     VALUES ($1, $2, $3, $4, $5, $6 || ' as ' || current_user)`,
+    [e.name, e.checksum, e.runId, e.direction, Math.round(e.durationMs), WHO],
   );
 }

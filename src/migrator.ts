@@ -41,15 +41,23 @@ export async function applyMigration(
   dataSource: DataSource,
   file: MigrationFile,
   direction: "up" | "down",
-  context: { runId: string; timeouts: Timeouts },
+  context: { runId: string; timeouts: Timeouts; signal?: AbortSignal },
 ): Promise<StepResult> {
   const overrides = file.migration as unknown as MigrationOverrides;
   const timeouts = { ...context.timeouts, ...(overrides.timeouts ?? {}) };
   const inTransaction = overrides.transaction !== false;
   const qr = dataSource.createQueryRunner();
   const started = process.hrtime.bigint();
+  let cancel: (() => void) | undefined;
   try {
     await qr.connect();
+    if (context.signal) {
+      // Ctrl-C cancels the running statement, so the migration rolls back now rather than at its end.
+      const [{ pid }] = await qr.query(`SELECT pg_backend_pid() AS pid`);
+      cancel = () => void dataSource.query(`SELECT pg_cancel_backend($1)`, [pid]).catch(() => undefined);
+      if (context.signal.aborted) throw new Error("interrupted");
+      context.signal.addEventListener("abort", cancel, { once: true });
+    }
     if (inTransaction) await qr.startTransaction();
     await setTimeouts(qr, timeouts, inTransaction);
     if (direction === "up") await file.migration.up(qr);
@@ -64,6 +72,7 @@ export async function applyMigration(
     if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
     throw error;
   } finally {
+    if (cancel) context.signal?.removeEventListener("abort", cancel);
     if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval").catch(() => undefined);
     await qr.release();
   }

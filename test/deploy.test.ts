@@ -276,3 +276,74 @@ describe("bad input for the deploy", () => {
     expect(await tableExists(dbs.names.authdb, "sessions")).toBe(false);
   });
 });
+
+describe("interrupting, transaction-less migrations and a failed undo", () => {
+  const dbs = testDatabases("edge");
+  let copy: MigrationsCopy;
+  beforeAll(async () => {
+    copy = copyMigrations();
+    expect((await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root })).code).toBe(0);
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it("Ctrl-C cancels the running migration, undoes the run, restores maintenance and releases the locks", async () => {
+    copy.add("authdb", "AddTokens", 1795700000040, `CREATE TABLE tokens (id int)`, `DROP TABLE tokens`);
+    copy.addCode("admindb", "SlowBackfill", 1795700000041,
+      `await queryRunner.query("CREATE TABLE backfill (id int)"); await queryRunner.query("SELECT pg_sleep(60)");`,
+      `await queryRunner.query("DROP TABLE backfill");`);
+    const maintenanceBefore = await maintenanceText(dbs);
+    const child = spawn(process.execPath, [CLI, "migration:run"], { cwd: ROOT, env: cliEnv({ ...dbs.env, MIGRATIONS_DIR: copy.root }), stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const deadline = Date.now() + 30_000;
+    while (!(await withClient("postgres", async (c) => (await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%' AND state = 'active'`, [dbs.names.admindb])).rowCount))) {
+      if (Date.now() > deadline) throw new Error("the slow migration never started");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const interrupted = Date.now();
+    child.kill("SIGINT");
+    expect(await exited).toBe(1);
+    expect(Date.now() - interrupted).toBeLessThan(10_000);
+    expect(stderr).toContain("error: admindb: migration SlowBackfill1795700000041 failed: interrupted (rolled back)");
+    expect(stderr).toContain("authdb: undone AddTokens1795700000040 (down)");
+    expect(await tableExists(dbs.names.authdb, "tokens")).toBe(false);
+    expect(await tableExists(dbs.names.admindb, "backfill")).toBe(false);
+    expect(await maintenanceText(dbs)).toBe(maintenanceBefore);
+    fs.rmSync(path.join(copy.root, "admindb", "1795700000041-SlowBackfill.ts"));
+    const next = await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root, MIGRATION_LOCK_WAIT_MS: "2000" });
+    expect(next.stderr).toBe("");
+    expect(next.stdout).toMatch(/authdb: applied AddTokens1795700000040/);
+  });
+
+  it("a migration with transaction = false runs outside a transaction (CREATE INDEX CONCURRENTLY)", async () => {
+    copy.addCode("admindb", "IndexConcurrently", 1795700000050,
+      `await queryRunner.query("CREATE INDEX CONCURRENTLY idx_documents_mime_type ON documents (mime_type)");`,
+      `await queryRunner.query("DROP INDEX CONCURRENTLY idx_documents_mime_type");`);
+    const file = path.join(copy.root, "admindb", "1795700000050-IndexConcurrently.ts");
+    fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("implements MigrationInterface {", "implements MigrationInterface {\n    transaction = false;"));
+    const r = await runCli(["migration:run", "--db", "admindb"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const valid = await withClient(dbs.names.admindb, async (c) => (await c.query(`SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_documents_mime_type'::regclass`)).rows[0].indisvalid);
+    expect(valid).toBe(true);
+    const back = await runCli(["migration:revert", "--db", "admindb", "--steps", "1"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(back.code).toBe(0);
+    expect(await tableExists(dbs.names.admindb, "idx_documents_mime_type")).toBe(false);
+    fs.rmSync(file);
+  });
+
+  it("when undoing fails too, maintenance stays on and the report says so", async () => {
+    copy.add("apidb", "AddBadges", 1795700000060, `CREATE TABLE badges (id int)`, `DROP TABLE no_such_table`);
+    copy.add("admindb", "Broken", 1795700000061, `SELECT 1 / 0`);
+    const r = await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error: admindb: migration Broken1795700000061 failed: division by zero");
+    expect(r.stderr).toContain(`error: apidb: undoing AddBadges1795700000060 failed: table "no_such_table" does not exist; the databases are NOT back where they were`);
+    expect(r.stderr).toContain("maintenance mode is left ON");
+    expect(JSON.parse(await maintenanceText(dbs))).toMatchObject({ enabled: true });
+  });
+});
