@@ -11,6 +11,9 @@ import { destroyCluster, stopCluster } from "../src/local-postgres";
 import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/migrator";
 import { runMigrations, RunOptions } from "../src/commands/run";
 import { backupCommand } from "../src/commands/backup";
+import { checkDatabases } from "../src/commands/check";
+import { baselineDatabases } from "../src/commands/baseline";
+import { repairChecksums } from "../src/commands/repair";
 import { restoreBackup } from "../src/restore";
 import { revertMigrations, RevertTarget } from "../src/commands/revert";
 import { showMigrations } from "../src/commands/show";
@@ -28,6 +31,7 @@ const FLAGS = {
   check: { type: "boolean" },
   verbose: { type: "boolean" },
   into: { type: "string" },
+  "shadow-url": { type: "string" },
   keep: { type: "string" },
 } as const;
 
@@ -156,6 +160,27 @@ async function main(argv: string[]): Promise<number> {
       const config = await configure(json);
       const report = await showMigrations(config, dbs);
       emit(report, () => print.show(report));
+      return EXIT.ok;
+    }
+    case "migration:check": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await checkDatabases(config, dbs, { shadowUrl: flags["shadow-url"] });
+      emit(report, () => print.check(report));
+      return report.ok ? EXIT.ok : EXIT.failed;
+    }
+    case "migration:baseline": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await baselineDatabases(config, dbs, { shadowUrl: flags["shadow-url"], lockTimeoutMs: deployLockWaitMs() });
+      emit(report, () => print.baseline(report));
+      return report.ok ? EXIT.ok : EXIT.failed;
+    }
+    case "migration:repair": {
+      const dbs = selectedDbs(flags);
+      const config = await configure(json);
+      const report = await repairChecksums(config, dbs, deployLockWaitMs());
+      emit(report, () => print.repair(report));
       return EXIT.ok;
     }
     case "migration:generate": {

@@ -5,6 +5,9 @@ import type { ShowReport } from "../src/commands/show";
 import type { GenerateReport } from "../src/commands/generate";
 import type { BackupReport } from "../src/commands/backup";
 import type { RestoreReport } from "../src/restore";
+import type { CheckReport } from "../src/commands/check";
+import type { BaselineReport } from "../src/commands/baseline";
+import type { RepairReport } from "../src/commands/repair";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`);
 
@@ -106,6 +109,13 @@ export function restore(report: RestoreReport): void {
   }
 }
 
+const CHECKSUM_NOTE = {
+  ok: "",
+  changed: "EDITED since applied: checksum differs",
+  unverified: "no checksum on record",
+  "file-missing": "FILE MISSING",
+} as const;
+
 export function show(report: ShowReport): void {
   for (const d of report.databases) {
     if (!d.exists) {
@@ -115,7 +125,7 @@ export function show(report: ShowReport): void {
     const latest = d.applied[d.applied.length - 1]?.name ?? "(none)";
     const last = d.lastRun ? `, last run ${d.lastRun.runId} (${d.lastRun.direction}, ${d.lastRun.at} by ${d.lastRun.by})` : "";
     console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}`);
-    for (const a of d.applied) console.log(`  [x] ${a.name}${a.file ? "" : "  (file missing)"}`);
+    for (const a of d.applied) console.log(`  [x] ${a.name}${a.checksum === "ok" ? "" : `  (${CHECKSUM_NOTE[a.checksum]})`}`);
     for (const p of d.pending) console.log(`  [ ] ${p}`);
   }
 }
@@ -127,5 +137,48 @@ export function generate(report: GenerateReport, check: boolean): void {
       console.log(`${d.db}: entities differ from the database:`);
       for (const q of d.up) console.log(`  ${q};`);
     } else console.log(`${d.db}: wrote ${d.file} (${d.up.length} statements)`);
+  }
+}
+
+export function check(report: CheckReport): void {
+  for (const d of report.databases) {
+    const findings = d.historyDrift.length + d.schemaDrift.length + d.entityDrift.length;
+    if (!findings) {
+      console.log(`${d.db}: ok`);
+      continue;
+    }
+    for (const line of d.historyDrift) console.log(`${d.db}: ${line}`);
+    for (const line of d.schemaDrift) console.log(`${d.db}: ${line}`);
+    if (d.entityDrift.length) {
+      console.log(`${d.db}: entities differ from the database; migration:generate would write:`);
+      for (const q of d.entityDrift) console.log(`  ${q};`);
+    }
+  }
+  console.log(report.ok ? "no drift" : "drift found");
+}
+
+export function baseline(report: BaselineReport): void {
+  for (const d of report.databases) {
+    switch (d.status) {
+      case "baselined":
+        console.log(`${d.db}: schema identical to ${d.migration}: recorded it as applied (no data touched)`);
+        break;
+      case "has-history":
+        console.log(`${d.db}: already has migration history: nothing to do`);
+        break;
+      case "empty":
+        console.log(`${d.db}: no tables: nothing to adopt (migration:run builds it)`);
+        break;
+      case "refused":
+        console.error(`error: ${d.db}: schema differs from ${d.migration}; nothing recorded:`);
+        for (const line of d.differences) console.error(`${d.db}: ${line}`);
+    }
+  }
+}
+
+export function repair(report: RepairReport): void {
+  for (const d of report.databases) {
+    if (!d.accepted.length) console.log(`${d.db}: every applied migration matches its checksum`);
+    for (const a of d.accepted) console.log(`${d.db}: accepted the edit of ${a.file} (checksum ${a.checksum.slice(0, 12)}..., recorded in run ${report.runId})`);
   }
 }

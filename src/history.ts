@@ -68,6 +68,13 @@ export async function readHistory(q: Queryable): Promise<HistoryEntry[]> {
   }));
 }
 
+/** The checksum each migration was last applied, baselined or repaired with. */
+export function recordedChecksums(history: HistoryEntry[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const h of history) if (h.direction !== "down" && h.checksum) out.set(h.name, h.checksum);
+  return out;
+}
+
 export async function recordApplied(q: Queryable, m: { timestamp: number; name: string }): Promise<void> {
   await q.query(`INSERT INTO "migrations" ("timestamp", "name") VALUES ($1, $2)`, [m.timestamp, m.name]);
 }

@@ -2,6 +2,7 @@
 // what is pending, check the extensions the migrations need. Returns facts and changes nothing: a
 // missing database is planned as empty and only created by `createMissingDatabases`, after every
 // check has passed.
+import * as path from "path";
 import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "./config";
 import { connectClient, createDatabase, describeError, openDataSource, probeTarget } from "./connect";
@@ -9,7 +10,7 @@ import { dataSourceOptions } from "./data-sources/options";
 import type { DbName } from "./databases";
 import { captureSql } from "./dry-run";
 import { MigrationError } from "./errors";
-import { AppliedMigration, readApplied } from "./history";
+import { AppliedMigration, readApplied, readHistory, recordedChecksums } from "./history";
 import { loadMigrationFiles, MigrationFile } from "./migration-files";
 
 export interface DbState {
@@ -22,6 +23,10 @@ export interface DbState {
   pending: MigrationFile[];
   /** Applied migrations whose file is gone. */
   missingFiles: string[];
+  /** Applied migrations whose file changed since (checksum differs from the one recorded). */
+  changedFiles: MigrationFile[];
+  /** Applied migrations with no checksum on record (applied by another tool). */
+  unverified: string[];
   /** False when the database does not exist (yet). */
   exists: boolean;
   /** The database did not exist and was created by this run. */
@@ -29,21 +34,24 @@ export interface DbState {
   /** Number of user tables (bookkeeping excluded). */
   tableCount: number;
   connectTimeoutMs: number;
+  migrationsDir: string;
 }
 
 export async function readState(config: Config, db: DbName): Promise<DbState> {
   const target = config.targets[db];
   const files = loadMigrationFiles(config.migrationsDir, db);
-  const base = { db, target, files, created: false, connectTimeoutMs: config.connectTimeoutMs };
+  const base = { db, target, files, created: false, connectTimeoutMs: config.connectTimeoutMs, migrationsDir: config.migrationsDir };
   if (!(await probeTarget(target, config.connectTimeoutMs))) {
     const dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
-    return { ...base, dataSource, exists: false, applied: [], pending: files, missingFiles: [], tableCount: 0 };
+    return { ...base, dataSource, exists: false, applied: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
   }
   const dataSource = await openDataSource(target, config.connectTimeoutMs);
   try {
     const applied = await readApplied(dataSource);
     const appliedNames = new Set(applied.map((a) => a.name));
     const fileNames = new Set(files.map((f) => f.name));
+    const recorded = recordedChecksums(await readHistory(dataSource));
+    const appliedFiles = files.filter((f) => appliedNames.has(f.name));
     const [{ count }] = await dataSource.query(
       `SELECT count(*)::int AS count FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'migrations%'`,
     );
@@ -51,6 +59,8 @@ export async function readState(config: Config, db: DbName): Promise<DbState> {
       ...base, dataSource, applied, exists: true, tableCount: count,
       pending: files.filter((f) => !appliedNames.has(f.name)),
       missingFiles: applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
+      changedFiles: appliedFiles.filter((f) => recorded.has(f.name) && recorded.get(f.name) !== f.checksum),
+      unverified: appliedFiles.filter((f) => !recorded.has(f.name)).map((f) => f.name),
     };
   } catch (error) {
     await dataSource.destroy().catch(() => undefined);
@@ -127,9 +137,16 @@ export function checkAdoptable(state: DbState): void {
   }
 }
 
-/** Throws when an applied migration's file is gone: history and files must agree. */
-export function checkFilesPresent(state: DbState): void {
+/**
+ * Throws before anything changes when history and files disagree: an applied migration's file is
+ * gone, or was edited after it was applied.
+ */
+export function checkIntegrity(state: DbState): void {
   if (state.missingFiles.length) {
-    throw new MigrationError(`applied migration ${state.missingFiles[0]} has no file in src/migrations/${state.db}/`, state.db);
+    throw new MigrationError(`applied migration ${state.missingFiles[0]} has no file in ${path.relative(process.cwd(), path.join(state.migrationsDir, state.db)) || "."}/ (restore it from version control)`, state.db);
+  }
+  const [changed] = state.changedFiles;
+  if (changed) {
+    throw new MigrationError(`applied migration ${changed.file} was edited after it was applied (checksum differs); undo the edit, or accept it with \`npm run migration:repair -- --db ${state.db}\``, state.db);
   }
 }

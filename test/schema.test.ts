@@ -4,6 +4,7 @@ import { Client } from "pg";
 import { readCatalog, diffCatalogs, Catalog } from "../src/catalog";
 import { runMigrations } from "../src/commands/run";
 import { revertMigrations } from "../src/commands/revert";
+import { baselineDatabases } from "../src/commands/baseline";
 import { openDataSource } from "../src/connect";
 import { DATABASES, DbName } from "../src/databases";
 import { DEFAULT_TIMEOUTS } from "../src/migrator";
@@ -106,18 +107,12 @@ describe("the migrations reproduce the legacy schema", () => {
   });
 
   it.each(DATABASES)("%s: TypeORM finds no difference on a legacy database once migrated", async (db) => {
-    // The legacy database as adopted: its baseline recorded, then the later migrations run.
+    // The legacy database as adopted: baselined, then the later migrations run.
     const adopted = testDatabases(`adopt_${db}`);
     await buildLegacy(adopted);
     try {
-      const ds = await openDataSource(adopted.config.targets[db], 5000);
-      try {
-        const { recordApplied } = await import("../src/history");
-        await ensureBookkeeping(ds);
-        await recordApplied(ds, loadMigrationFiles(adopted.config.migrationsDir, db)[0]);
-      } finally {
-        await ds.destroy();
-      }
+      const baseline = await baselineDatabases(adopted.config, [db], { lockTimeoutMs: 10_000 });
+      expect(baseline.databases[0].status).toBe("baselined");
       await runMigrations(adopted.config, { dbs: [db], ...options });
       const ds2 = await openDataSource(adopted.config.targets[db], 5000);
       try {

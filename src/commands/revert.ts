@@ -8,7 +8,7 @@ import { readApplied, readHistory } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
 import type { StepResult } from "../migrator";
-import { checkExists, checkFilesPresent, closeStates, DbState, readStates } from "../plan";
+import { checkExists, checkIntegrity, closeStates, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
 
@@ -99,7 +99,7 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
       throw new UsageError(`unknown migration "${target.to}"`, target.db);
     }
     states.forEach(checkExists);
-    states.forEach(checkFilesPresent);
+    states.forEach(checkIntegrity);
     let { plan, undoesRun } = await selectReverts(states, options.target);
     report.undoesRun = undoesRun;
     const resultOf = new Map<DbName, DbRevertResult>();

@@ -8,7 +8,7 @@ import { readApplied } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
 import type { StepResult } from "../migrator";
-import { checkAdoptable, checkExtensions, checkFilesPresent, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
+import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
 import { DeployOptions, DeployResult, executeSteps } from "../deploy";
@@ -69,7 +69,7 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
   try {
     let todo = selectPending(states, options.to);
     for (const s of states) {
-      checkFilesPresent(s);
+      checkIntegrity(s);
       if (todo.get(s.db)!.length) {
         checkAdoptable(s);
         await checkExtensions(s, todo.get(s.db)!);

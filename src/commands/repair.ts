@@ -1,0 +1,36 @@
+// migration:repair: accepts deliberate edits of applied migrations (comments, formatting) by
+// recording their current checksums, like Flyway's repair. The acceptance is itself history.
+import type { Config } from "../config";
+import type { DbName } from "../databases";
+import { recordHistory } from "../history";
+import { withLocks } from "../locks";
+import { checkExists, closeStates, readStates } from "../plan";
+import { newRunId } from "../run-id";
+
+export interface RepairReport {
+  command: "repair";
+  runId: string;
+  databases: Array<{ db: DbName; accepted: Array<{ name: string; file: string; checksum: string }> }>;
+}
+
+export async function repairChecksums(config: Config, dbs: DbName[], lockTimeoutMs: number): Promise<RepairReport> {
+  const runId = newRunId();
+  const states = await readStates(config, dbs);
+  try {
+    states.forEach(checkExists);
+    const databases: RepairReport["databases"] = [];
+    await withLocks(config, dbs, lockTimeoutMs, async () => {
+      for (const s of states) {
+        const accepted = [];
+        for (const f of s.changedFiles) {
+          await recordHistory(s.dataSource, { name: f.name, checksum: f.checksum, runId, direction: "repair", durationMs: 0 });
+          accepted.push({ name: f.name, file: f.file, checksum: f.checksum });
+        }
+        databases.push({ db: s.db, accepted });
+      }
+    });
+    return { command: "repair", runId, databases };
+  } finally {
+    await closeStates(states);
+  }
+}

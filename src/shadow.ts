@@ -1,0 +1,80 @@
+// A shadow database: a scratch database in which migrations are replayed to learn what schema they
+// produce. Created beside the real one (when the role may create databases) and dropped after; or
+// an empty database the user names with --shadow-url, emptied again after.
+import * as crypto from "crypto";
+import type { Catalog } from "./catalog";
+import { readCatalog } from "./catalog";
+import { parsePostgresUrl, redactUrl, type DbTarget } from "./config";
+import { connectClient, openDataSource } from "./connect";
+import type { DbName } from "./databases";
+import { MigrationError } from "./errors";
+import { ensureBookkeeping } from "./history";
+import type { MigrationFile } from "./migration-files";
+import { applyMigration, DEFAULT_TIMEOUTS } from "./migrator";
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
+  const ds = await openDataSource(target, connectTimeoutMs);
+  try {
+    await ensureBookkeeping(ds);
+    for (const file of files) {
+      try {
+        await applyMigration(ds, file, "up", { runId: "shadow", timeouts: DEFAULT_TIMEOUTS });
+      } catch (error) {
+        throw new MigrationError(`replaying ${file.name} in the shadow database failed: ${(error as Error).message.split("\n")[0]}`, target.db);
+      }
+    }
+    return await readCatalog(ds);
+  } finally {
+    await ds.destroy();
+  }
+}
+
+/** The catalog that `files`, applied in order to an empty database, produce. */
+export async function shadowCatalog(target: DbTarget, files: MigrationFile[], options: { shadowUrl?: string; connectTimeoutMs: number }): Promise<Catalog> {
+  if (options.shadowUrl) return replayInGivenDatabase(target.db, options.shadowUrl, files, options.connectTimeoutMs);
+  const name = `${target.database}_shadow_${crypto.randomBytes(3).toString("hex")}`.slice(0, 63);
+  const admin = await connectClient(target, options.connectTimeoutMs, "postgres");
+  try {
+    try {
+      await admin.query(`CREATE DATABASE ${quote(name)}`);
+    } catch (error) {
+      if ((error as { code?: string }).code === "42501") {
+        throw new MigrationError("this role may not create a shadow database: pass --shadow-url with an empty scratch database", target.db);
+      }
+      throw error;
+    }
+    try {
+      const url = new URL(target.url);
+      url.pathname = "/" + encodeURIComponent(name);
+      return await replay({ ...target, url: url.toString(), database: name, display: redactUrl(url.toString()) }, files, options.connectTimeoutMs);
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${quote(name)} WITH (FORCE)`).catch(() => undefined);
+    }
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+async function replayInGivenDatabase(db: DbName, shadowUrl: string, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
+  const parsed = parsePostgresUrl(shadowUrl, "--shadow-url", db);
+  const database = decodeURIComponent(parsed.pathname.slice(1));
+  const target: DbTarget = { db, url: parsed.toString(), database, source: "--shadow-url", display: redactUrl(parsed.toString()) };
+  const client = await connectClient(target, connectTimeoutMs);
+  try {
+    const { rows } = await client.query(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`);
+    if (rows[0].n > 0) throw new MigrationError(`shadow database ${database} is not empty: give an empty scratch database`, db);
+    const before = new Set((await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string));
+    try {
+      return await replay(target, files, connectTimeoutMs);
+    } finally {
+      // Leave it as we found it: empty schema, only the extensions it had.
+      await client.query(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`).catch(() => undefined);
+      const after = (await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string);
+      for (const ext of after.filter((e) => !before.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quote(ext)} CASCADE`).catch(() => undefined);
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
