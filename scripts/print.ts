@@ -124,7 +124,8 @@ export function show(report: ShowReport): void {
     }
     const latest = d.applied[d.applied.length - 1]?.name ?? "(none)";
     const last = d.lastRun ? `, last run ${d.lastRun.runId} (${d.lastRun.direction}, ${d.lastRun.at} by ${d.lastRun.by})` : "";
-    console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}`);
+    const drift = [d.historyDrift ? "history drift" : "", d.entityDrift ? `entities differ (${d.entityDrift} statements)` : ""].filter(Boolean);
+    console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}; ${drift.length ? drift.join(", ") + " (see migration:check)" : "no drift"}`);
     for (const a of d.applied) console.log(`  [x] ${a.name}${a.checksum === "ok" ? "" : `  (${CHECKSUM_NOTE[a.checksum]})`}`);
     for (const p of d.pending) console.log(`  [ ] ${p}`);
   }

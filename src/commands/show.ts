@@ -3,6 +3,7 @@ import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { readHistory } from "../history";
 import { closeStates, readStates } from "../plan";
+import { schemaDiff } from "../schema-diff";
 
 export interface DbShow {
   db: DbName;
@@ -11,6 +12,11 @@ export interface DbShow {
   applied: Array<{ name: string; checksum: "ok" | "changed" | "unverified" | "file-missing" }>;
   /** True when any applied migration's file is missing or edited (migration:run would refuse). */
   historyDrift: boolean;
+  /**
+   * Statements TypeORM would generate to match the entities (0: in sync); null while migrations are
+   * pending (they are the difference). Schema drift needs a shadow database: migration:check.
+   */
+  entityDrift: number | null;
   pending: string[];
   lastRun?: { runId: string; direction: string; at: string; by: string };
 }
@@ -24,7 +30,10 @@ export async function showMigrations(config: Config, dbs: DbName[]): Promise<Sho
   const states = await readStates(config, dbs);
   try {
     const databases = await Promise.all(states.map(async (s): Promise<DbShow> => {
-      const history = s.exists ? await readHistory(s.dataSource) : [];
+      const [history, diff] = await Promise.all([
+        s.exists ? readHistory(s.dataSource) : [],
+        s.exists && !s.pending.length ? schemaDiff(s.dataSource) : undefined,
+      ]);
       const last = history[history.length - 1];
       const changed = new Set(s.changedFiles.map((f) => f.name));
       const missing = new Set(s.missingFiles);
@@ -36,6 +45,7 @@ export async function showMigrations(config: Config, dbs: DbName[]): Promise<Sho
         exists: s.exists,
         applied: s.applied.map((a) => ({ name: a.name, checksum: state(a.name) })),
         historyDrift: changed.size + missing.size > 0,
+        entityDrift: diff ? diff.up.length : null,
         pending: s.pending.map((p) => p.name),
         lastRun: last && { runId: last.runId, direction: last.direction, at: last.appliedAt.toISOString(), by: last.appliedBy },
       };
