@@ -166,9 +166,12 @@ function writeDurably(file: string, text: string): void {
 /** Removes the oldest run directories (those with a manifest) beyond the newest `keep`. */
 export function pruneBackups(backupDir: string, keep: number): string[] {
   if (!fs.existsSync(backupDir)) return [];
+  // Oldest first by the manifest's creation time (two runs in one second share an id prefix).
   const runs = fs.readdirSync(backupDir)
     .filter((d) => fs.existsSync(path.join(backupDir, d, MANIFEST)))
-    .sort(); // run ids start with a UTC timestamp: lexical order is age order
+    .map((d) => ({ d, at: Date.parse(readManifest(path.join(backupDir, d)).createdAt) || 0 }))
+    .sort((a, b) => a.at - b.at || a.d.localeCompare(b.d))
+    .map((r) => r.d);
   const removed = runs.slice(0, Math.max(0, runs.length - keep));
   for (const d of removed) fs.rmSync(path.join(backupDir, d), { recursive: true, force: true });
   return removed;
