@@ -51,6 +51,11 @@ export interface DeployResult {
   failure?: DeployFailure;
 }
 
+/** The parts of a deploy's result that run and revert report as they are. */
+export function outcomeOf(deploy: DeployResult): Pick<DeployResult, "backup" | "maintenance" | "failure"> {
+  return { backup: deploy.backup, maintenance: deploy.maintenance, failure: deploy.failure };
+}
+
 async function undo(done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
   for (const step of [...done].reverse()) {
     const direction = step.direction === "up" ? "down" : "up";

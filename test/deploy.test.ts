@@ -9,7 +9,7 @@ import { readApplied, readHistory } from "../src/history";
 import { loadMigrationFiles } from "../src/migration-files";
 import { CLI, cliEnv, runCli } from "./support/cli";
 import { testDatabases, TestDatabases, withClient } from "./support/databases";
-import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
+import { copyMigrations, migratedWithCopy, MigrationsCopy } from "./support/migrations-dir";
 
 const ROOT = path.resolve(__dirname, "..");
 const shipped = (db: DbName) => loadMigrationFiles(path.join(ROOT, "src", "migrations"), db).map((f) => f.name);
@@ -94,16 +94,9 @@ describe("a failing migration in admindb", () => {
 });
 
 describe("a deploy killed in the middle of a migration", () => {
-  const dbs = testDatabases("killed");
+  const { dbs, copy: current } = migratedWithCopy("killed");
   let copy: MigrationsCopy;
-  beforeAll(async () => {
-    copy = copyMigrations();
-    expect((await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root })).code).toBe(0);
-  });
-  afterAll(async () => {
-    copy.remove();
-    await dbs.drop();
-  });
+  beforeAll(() => (copy = current()));
 
   it("leaves the database at its previous state; the next deploy completes", async () => {
     copy.addCode("apidb", "SlowAddColumn", 1795700000010,
@@ -278,16 +271,9 @@ describe("bad input for the deploy", () => {
 });
 
 describe("interrupting, transaction-less migrations and a failed undo", () => {
-  const dbs = testDatabases("edge");
+  const { dbs, copy: current } = migratedWithCopy("edge");
   let copy: MigrationsCopy;
-  beforeAll(async () => {
-    copy = copyMigrations();
-    expect((await runCli(["migration:run"], { ...dbs.env, MIGRATIONS_DIR: copy.root })).code).toBe(0);
-  });
-  afterAll(async () => {
-    copy.remove();
-    await dbs.drop();
-  });
+  beforeAll(() => (copy = current()));
 
   it("Ctrl-C cancels the running migration, undoes the run, restores maintenance and releases the locks", async () => {
     copy.add("authdb", "AddTokens", 1795700000040, `CREATE TABLE tokens (id int)`, `DROP TABLE tokens`);

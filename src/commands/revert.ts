@@ -3,7 +3,7 @@
 import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
-import { DeployOptions, DeployResult, executeSteps } from "../deploy";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
 import { readApplied, readHistory } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
@@ -129,10 +129,7 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
       const steps = [...states].reverse().flatMap((state) => plan.get(state.db)!.map((file) => ({ state, file, direction: "down" as const })));
       const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:revert" });
       for (const step of deploy.steps) resultOf.get(step.db)!.reverted.push(step);
-      report.status = deploy.failure ? "failed" : "reverted";
-      report.backup = deploy.backup;
-      report.maintenance = deploy.maintenance;
-      report.failure = deploy.failure;
+      Object.assign(report, { status: deploy.failure ? "failed" : "reverted", ...outcomeOf(deploy) });
     });
     return report;
   } finally {

@@ -11,7 +11,7 @@ import type { StepResult } from "../migrator";
 import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../dry-run";
-import { DeployOptions, DeployResult, executeSteps } from "../deploy";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];
@@ -106,10 +106,7 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       const steps = states.flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "up" as const })));
       const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run" });
       for (const step of deploy.steps) resultOf.get(step.db)!.applied.push(step);
-      report.status = deploy.failure ? "failed" : "applied";
-      report.backup = deploy.backup;
-      report.maintenance = deploy.maintenance;
-      report.failure = deploy.failure;
+      Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });
     });
     return report;
   } finally {

@@ -4,6 +4,8 @@ import * as os from "os";
 import * as path from "path";
 import { MIGRATIONS_ROOT } from "../../src/config";
 import type { DbName } from "../../src/databases";
+import { runCli } from "./cli";
+import { testDatabases, TestDatabases } from "./databases";
 
 export interface MigrationsCopy {
   root: string;
@@ -52,4 +54,24 @@ export class ${name}${timestamp} implements MigrationInterface {
     },
     remove: () => fs.rmSync(root, { recursive: true, force: true }),
   };
+}
+
+/**
+ * For a describe block: fresh databases migrated from a private copy of the migrations, to which
+ * the tests add their own. Registers its own setup and cleanup.
+ */
+export function migratedWithCopy(label: string): { dbs: TestDatabases; copy: () => MigrationsCopy; env: () => Record<string, string> } {
+  const dbs = testDatabases(label);
+  let copy: MigrationsCopy | undefined;
+  const env = () => ({ ...dbs.env, MIGRATIONS_DIR: copy!.root });
+  beforeAll(async () => {
+    copy = copyMigrations();
+    const r = await runCli(["migration:run"], env());
+    if (r.code !== 0) throw new Error(`setup migration:run failed: ${r.stderr}`);
+  });
+  afterAll(async () => {
+    copy?.remove();
+    await dbs.drop();
+  });
+  return { dbs, copy: () => copy!, env };
 }
