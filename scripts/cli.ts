@@ -115,12 +115,10 @@ function deployLockWaitMs(): number {
 /** The configuration, starting the embedded server first when nothing is configured. */
 async function configure(json: boolean): Promise<Config> {
   readDotEnv();
-  if (isUnconfigured(process.env) && !isProduction(process.env)) {
-    const { created } = await startEmbedded();
-    if (created && !json) console.error("created the embedded PostgreSQL cluster in .pgdata/");
-  }
+  let created = false;
+  if (isUnconfigured(process.env) && !isProduction(process.env)) ({ created } = await startEmbedded());
   const config = loadConfig(process.env, { embeddedUrl });
-  if (!json) console.log(describeServer(config));
+  if (!json) console.log(describeServer(config) + (created ? " (created now)" : ""));
   return config;
 }
 

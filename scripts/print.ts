@@ -75,9 +75,21 @@ export function run(report: RunReport): void {
     if (report.failure && d.applied.length < d.pending.length && report.failure.db !== d.db) console.log(`${d.db}: not applied (run stopped)`);
     else if (!d.pending.length) console.log(`${d.db}: up to date`);
   }
+  if (report.status === "applied" || report.status === "failed") {
+    table(["database", "applied", "time", "result"], report.databases.map((d) => {
+      const undone = report.failure?.undone.filter((u) => u.db === d.db).length ?? 0;
+      const result = report.failure?.db === d.db ? "FAILED" : undone ? "undone" : d.applied.length < d.pending.length ? "not applied" : d.pending.length ? "ok" : "up to date";
+      return [d.db, `${d.applied.length}/${d.pending.length}`, ms(d.applied.reduce((n, s) => n + s.durationMs, 0)), result];
+    }));
+  }
   failureLines(report.failure, report.maintenance);
   if (report.status === "nothing-to-do") console.log("nothing to migrate");
   else if (report.status === "applied") console.log(`run ${report.runId}: done`);
+}
+
+function table(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  for (const row of [header, ...rows]) console.log(row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
 }
 
 export function revert(report: RevertReport): void {
