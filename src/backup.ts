@@ -78,25 +78,24 @@ async function serverFacts(target: DbTarget, connectTimeoutMs: number): Promise<
   }
 }
 
-/** pg_dump into `file`: created 0600 by us, hashed as it streams (one pass), fsynced before use. */
-async function dumpTo(file: string, target: DbTarget, compression: number): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
-  const fd = fs.openSync(file, "wx", 0o600);
+async function sha256Of(file: string): Promise<string> {
   const hash = crypto.createHash("sha256");
-  let size = 0;
-  const out = fs.createWriteStream("", { fd, autoClose: false });
-  try {
-    // The newest pg_dump installed: an older one than the server refuses, and says so.
-    const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000"], pgEnv(target), (chunk) => {
-      hash.update(chunk);
-      size += chunk.length;
-      out.write(chunk);
-    });
-    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
-    fs.fsyncSync(fd);
-    return { sha256: hash.digest("hex"), size, stderr: result.stderr, code: result.code };
-  } finally {
-    fs.closeSync(fd);
-  }
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/**
+ * pg_dump into `file`, which we create 0600 first (pg_dump keeps the mode of an existing file).
+ * Written by pg_dump itself rather than through a pipe, the archive is seekable: its table of
+ * contents records where each table's data is, which parallel restore (`pg_restore -j`) needs.
+ * pg_dump fsyncs it before exiting.
+ */
+async function dumpTo(file: string, target: DbTarget, compression: number): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
+  fs.closeSync(fs.openSync(file, "wx", 0o600));
+  // The newest pg_dump installed: one older than the server refuses, and says so.
+  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000", "-f", file], pgEnv(target));
+  if (result.code !== 0) return { sha256: "", size: 0, stderr: result.stderr, code: result.code };
+  return { sha256: await sha256Of(file), size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
 }
 
 async function backupOne(request: BackupRequest, dir: string, connectTimeoutMs: number, progress?: Progress): Promise<BackupEntry> {

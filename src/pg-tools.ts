@@ -49,16 +49,13 @@ export interface ToolResult {
   stderr: string;
 }
 
-/**
- * Runs a client program. With `sink`, its stdout is handed to `sink` chunk by chunk (and not kept),
- * e.g. to write a file and hash it in one pass.
- */
-export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv, sink?: (chunk: Buffer) => void): Promise<ToolResult> {
+/** Runs a client program and collects its output. */
+export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (sink ? sink(d) : (stdout += d)));
+    child.stdout!.on("data", (d: Buffer) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));

@@ -3,6 +3,7 @@
 // replaces is kept, renamed, for the operator to drop.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import type { Client } from "pg";
 import { BackupEntry, BackupManifest, MANIFEST, readManifest, verifyArchive } from "./backup";
@@ -48,6 +49,9 @@ async function sha256Of(file: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/** Parallel restore (the archives are seekable): a job per core, at most four. */
+const RESTORE_JOBS = Math.max(1, Math.min(4, os.cpus().length));
+
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 async function databaseExists(admin: Client, name: string): Promise<boolean> {
@@ -68,7 +72,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
     await verifyArchive(file, db, serverMajor);
     await admin.query(`CREATE DATABASE ${quote(staging)}`);
     try {
-      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", "-d", staging, file], pgEnv(target, staging));
+      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, "-d", staging, file], pgEnv(target, staging));
       if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
       const restored = await connectClient(target, config.connectTimeoutMs, staging);
       let applied: string[];
