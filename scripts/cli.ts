@@ -105,6 +105,22 @@ function deployOptions(flags: Flags, json: boolean): DeployFlags {
 
 type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
 
+/** --shadow-url or MIGRATION_SHADOW_URL; a password belongs in the environment, never in arguments. */
+function shadowUrl(flags: Flags): string | undefined {
+  const fromFlag = flags["shadow-url"];
+  if (fromFlag) {
+    let password = "";
+    try {
+      password = new URL(fromFlag).password;
+    } catch {
+      throw new UsageError("--shadow-url is not a valid URL (expected postgres://user@host:5432/scratch)");
+    }
+    if (password) throw new UsageError("--shadow-url must not carry a password (other users can read process arguments): set MIGRATION_SHADOW_URL, or PGPASSWORD");
+    return fromFlag;
+  }
+  return process.env.MIGRATION_SHADOW_URL || undefined;
+}
+
 function deployLockWaitMs(): number {
   const raw = process.env.MIGRATION_LOCK_WAIT_MS;
   const value = raw ? Number(raw) : 120_000;
@@ -116,7 +132,14 @@ function deployLockWaitMs(): number {
 async function configure(json: boolean): Promise<Config> {
   readDotEnv();
   let created = false;
-  if (isUnconfigured(process.env) && !isProduction(process.env)) ({ created } = await startEmbedded());
+  if (isUnconfigured(process.env) && !isProduction(process.env)) {
+    loadConfig(process.env, { embeddedUrl: () => "postgres://check@127.0.0.1:1/postgres" }); // settings checked before anything starts
+    try {
+      ({ created } = await startEmbedded());
+    } catch (error) {
+      throw new UsageError(`no database configured, and the embedded PostgreSQL could not start: ${(error as Error).message.split("\n")[0]}`);
+    }
+  }
   const config = loadConfig(process.env, { embeddedUrl });
   if (!json) console.log(describeServer(config) + (created ? " (created now)" : ""));
   return config;
@@ -130,9 +153,9 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case "migration:run": {
-      const dbs = selectedDbs(flags);
+      const options = { ...deployOptions(flags, json), dbs: selectedDbs(flags), to: flags.to, dryRun: flags["dry-run"] };
       const config = await configure(json);
-      const report = await runMigrations(config, { ...deployOptions(flags, json), dbs, to: flags.to, dryRun: flags["dry-run"] });
+      const report = await runMigrations(config, options);
       emit(report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     }
@@ -148,8 +171,9 @@ async function main(argv: string[]): Promise<number> {
           target = { kind: "steps", db, steps };
         }
       }
+      const options = { ...deployOptions(flags, json), target, dryRun: flags["dry-run"] };
       const config = await configure(json);
-      const report = await revertMigrations(config, { ...deployOptions(flags, json), target, dryRun: flags["dry-run"] });
+      const report = await revertMigrations(config, options);
       emit(report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     }
@@ -162,22 +186,25 @@ async function main(argv: string[]): Promise<number> {
     }
     case "migration:check": {
       const dbs = selectedDbs(flags);
+      const options = { shadowUrl: shadowUrl(flags) };
       const config = await configure(json);
-      const report = await checkDatabases(config, dbs, { shadowUrl: flags["shadow-url"] });
+      const report = await checkDatabases(config, dbs, options);
       emit(report, () => print.check(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     }
     case "migration:baseline": {
       const dbs = selectedDbs(flags);
+      const options = { shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs() };
       const config = await configure(json);
-      const report = await baselineDatabases(config, dbs, { shadowUrl: flags["shadow-url"], lockTimeoutMs: deployLockWaitMs() });
+      const report = await baselineDatabases(config, dbs, options);
       emit(report, () => print.baseline(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     }
     case "migration:repair": {
       const dbs = selectedDbs(flags);
+      const lockWait = deployLockWaitMs();
       const config = await configure(json);
-      const report = await repairChecksums(config, dbs, deployLockWaitMs());
+      const report = await repairChecksums(config, dbs, lockWait);
       emit(report, () => print.repair(report));
       return EXIT.ok;
     }
@@ -197,16 +224,19 @@ async function main(argv: string[]): Promise<number> {
     }
     case "db:backup": {
       const dbs = selectedDbs(flags);
+      const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
+      const lockWait = deployLockWaitMs();
       const config = await configure(json);
-      const report = await backupCommand(config, dbs, backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP), json ? undefined : print.progress);
+      const report = await backupCommand(config, dbs, keep, json ? undefined : print.progress, lockWait);
       emit(report, () => print.backup(report));
       return EXIT.ok;
     }
     case "db:restore": {
       if (!positionals[0]) throw new UsageError("db:restore needs a backup: a run id or a <db>.dump file (npm run db:restore -- <run id> [--db <db>] [--into <name>])");
       const db = flags.db?.length ? oneDb(flags, "db:restore") : undefined;
+      const lockTimeoutMs = deployLockWaitMs();
       const config = await configure(json);
-      const report = await restoreBackup(config, { backup: positionals[0], db, into: flags.into });
+      const report = await restoreBackup(config, { backup: positionals[0], db, into: flags.into, lockTimeoutMs });
       emit(report, () => print.restore(report));
       return EXIT.ok;
     }
@@ -232,7 +262,7 @@ async function main(argv: string[]): Promise<number> {
 
 function passwordsInEnv(): string[] {
   const out: string[] = [];
-  for (const key of ["DATABASE_URL", "AUTHDB_URL", "APIDB_URL", "ADMINDB_URL", "PGPASSWORD"]) {
+  for (const key of ["DATABASE_URL", "AUTHDB_URL", "APIDB_URL", "ADMINDB_URL", "MIGRATION_SHADOW_URL", "PGPASSWORD"]) {
     const value = process.env[key];
     if (!value) continue;
     if (key === "PGPASSWORD") out.push(value);

@@ -50,7 +50,8 @@ function backupLine(backup: RunReport["backup"]): void {
   }
 }
 
-function failureLines(failure: RunReport["failure"], maintenance: RunReport["maintenance"]): void {
+function failureLines(failure: RunReport["failure"], maintenance: RunReport["maintenance"], warnings: string[] = []): void {
+  for (const w of warnings) console.error(`warning: ${w}`);
   if (!failure) return;
   const what = failure.migration ? `migration ${failure.migration} failed: ${failure.message}` : failure.message;
   console.error(`error: ${failure.db}: ${what}`);
@@ -82,7 +83,7 @@ export function run(report: RunReport): void {
       return [d.db, `${d.applied.length}/${d.pending.length}`, ms(d.applied.reduce((n, s) => n + s.durationMs, 0)), result];
     }));
   }
-  failureLines(report.failure, report.maintenance);
+  failureLines(report.failure, report.maintenance, report.warnings);
   if (report.status === "nothing-to-do") console.log("nothing to migrate");
   else if (report.status === "applied") console.log(`run ${report.runId}: done`);
 }
@@ -103,7 +104,7 @@ export function revert(report: RevertReport): void {
     }
     for (const step of d.reverted) console.log(`${d.db}: reverted ${step.name} (${ms(step.durationMs)})`);
   }
-  failureLines(report.failure, report.maintenance);
+  failureLines(report.failure, report.maintenance, report.warnings);
   if (report.status === "nothing-to-do") console.log("nothing to revert");
   else if (report.status === "reverted") console.log(`run ${report.runId}: done`);
 }

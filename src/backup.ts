@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { DbTarget } from "./config";
 import { connectClient } from "./connect";
-import type { DbName } from "./databases";
+import { DbName, isDbName } from "./databases";
 import { MigrationError } from "./errors";
 import { readApplied } from "./history";
 import { findPgTool, firstError, pgEnv, runPgTool } from "./pg-tools";
@@ -162,13 +162,23 @@ function writeDurably(file: string, text: string): void {
   }
 }
 
+/** When a backup run was made; undefined for a manifest we cannot read (never pruned: not ours to judge). */
+function createdAt(dir: string): number | undefined {
+  try {
+    return Date.parse(readManifest(dir).createdAt) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Removes the oldest run directories (those with a manifest) beyond the newest `keep`. */
 export function pruneBackups(backupDir: string, keep: number): string[] {
   if (!fs.existsSync(backupDir)) return [];
   // Oldest first by the manifest's creation time (two runs in one second share an id prefix).
   const runs = fs.readdirSync(backupDir)
     .filter((d) => fs.existsSync(path.join(backupDir, d, MANIFEST)))
-    .map((d) => ({ d, at: Date.parse(readManifest(path.join(backupDir, d)).createdAt) || 0 }))
+    .map((d) => ({ d, at: createdAt(path.join(backupDir, d)) }))
+    .filter((r): r is { d: string; at: number } => r.at !== undefined)
     .sort((a, b) => a.at - b.at || a.d.localeCompare(b.d))
     .map((r) => r.d);
   const removed = runs.slice(0, Math.max(0, runs.length - keep));
@@ -179,5 +189,14 @@ export function pruneBackups(backupDir: string, keep: number): string[] {
 export function readManifest(dir: string): BackupManifest {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) throw new MigrationError(`no backup manifest at ${file}`);
-  return JSON.parse(fs.readFileSync(file, "utf8")) as BackupManifest;
+  let manifest: BackupManifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(file, "utf8")) as BackupManifest;
+  } catch {
+    throw new MigrationError(`backup manifest ${file} is not valid JSON`);
+  }
+  if (!Array.isArray(manifest.databases) || manifest.databases.some((d) => !isDbName(String(d.db)))) {
+    throw new MigrationError(`backup manifest ${file} is not one of ours (unknown database entries)`);
+  }
+  return manifest;
 }

@@ -132,6 +132,15 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
       throw new UsageError(`no URL configured: set ${URL_VARS[db]} or DATABASE_URL`, db);
     }
   }
+  // Two names for one database would deploy it twice (and wait on its own lock).
+  const seen = new Map<string, DbName>();
+  for (const db of DATABASES) {
+    const u = new URL(targets[db].url);
+    const key = `${u.hostname}:${u.port || 5432}/${targets[db].database}`;
+    const other = seen.get(key);
+    if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
+    seen.set(key, db);
+  }
   return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs };
 }
 

@@ -58,7 +58,7 @@ export function describeError(error: unknown, target: DbTarget, connectTimeoutMs
 export async function connectClient(target: DbTarget, connectTimeoutMs: number, database?: string): Promise<Client> {
   const url = new URL(target.url);
   if (database) url.pathname = "/" + encodeURIComponent(database);
-  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: "ai-micro-migrations" });
+  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: "ai-micro-migrations", keepAlive: true });
   client.on("error", () => undefined); // a dropped idle connection must not crash the process
   try {
     await client.connect();

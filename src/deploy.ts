@@ -3,7 +3,7 @@
 // back (left on if undoing failed too); schema_version recorded. Returns what happened as data.
 import { backupDatabases, BackupManifest, Progress, pruneBackups } from "./backup";
 import type { Config } from "./config";
-import { describeError } from "./connect";
+import { connectClient, describeError } from "./connect";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
 import { ensureBookkeeping, readApplied } from "./history";
@@ -11,6 +11,7 @@ import { enableMaintenance, recordSchemaVersion, restoreMaintenance } from "./ma
 import type { MigrationFile } from "./migration-files";
 import { applyMigration, StepResult, Timeouts } from "./migrator";
 import type { DbState } from "./plan";
+import type { Queryable } from "./sql";
 
 export interface Step {
   state: DbState;
@@ -48,19 +49,21 @@ export interface DeployResult {
   maintenance: "not-available" | "restored" | "left-on";
   schemaVersionRecorded: boolean;
   pruned: string[];
+  /** Things that went wrong after the migrations themselves succeeded or were undone. */
+  warnings: string[];
   failure?: DeployFailure;
 }
 
 /** The parts of a deploy's result that run and revert report as they are. */
-export function outcomeOf(deploy: DeployResult): Pick<DeployResult, "backup" | "maintenance" | "failure"> {
-  return { backup: deploy.backup, maintenance: deploy.maintenance, failure: deploy.failure };
+export function outcomeOf(deploy: DeployResult): Pick<DeployResult, "backup" | "maintenance" | "failure" | "warnings"> {
+  return { backup: deploy.backup, maintenance: deploy.maintenance, failure: deploy.failure, warnings: deploy.warnings };
 }
 
 async function undo(done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
   for (const step of [...done].reverse()) {
     const direction = step.direction === "up" ? "down" : "up";
     try {
-      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, timeouts: options.timeouts });
+      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts });
       failure.undone.push({ db: step.state.db, name: step.file.name, direction });
     } catch (error) {
       failure.undoFailed = new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, step.state.db).line;
@@ -69,9 +72,27 @@ async function undo(done: Step[], options: DeployOptions, failure: DeployFailure
   }
 }
 
+/**
+ * Where maintenance_mode and schema_version live: admindb, from this run's states, or opened for
+ * the purpose when the run leaves admindb out (`--db authdb`). Undefined, with a warning, when
+ * admindb cannot be reached or does not exist yet.
+ */
+async function openSettings(config: Config, states: DbState[], warnings: string[]): Promise<{ q: Queryable; close: () => Promise<void> } | undefined> {
+  const admin = states.find((s) => s.db === "admindb");
+  if (admin?.exists) return { q: admin.dataSource, close: async () => undefined };
+  if (admin) return undefined; // created by this run: nothing to protect yet
+  try {
+    const client = await connectClient(config.targets.admindb, config.connectTimeoutMs);
+    return { q: client, close: () => client.end().catch(() => undefined) };
+  } catch (error) {
+    warnings.push(`admindb: maintenance mode not set: ${(error as Error).message}`);
+    return undefined;
+  }
+}
+
 export async function executeSteps(config: Config, states: DbState[], steps: Step[], options: DeployOptions): Promise<DeployResult> {
   const touched = states.filter((s) => steps.some((st) => st.state === s));
-  const result: DeployResult = { steps: [], maintenance: "not-available", schemaVersionRecorded: false, pruned: [] };
+  const result: DeployResult = { steps: [], maintenance: "not-available", schemaVersionRecorded: false, pruned: [], warnings: [] };
 
   if (options.backup) {
     // A database this run created is empty: there is nothing to back up.
@@ -85,46 +106,62 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     ? `npm run db:restore -- ${options.runId}`
     : undefined;
 
-  const admin = states.find((s) => s.db === "admindb" && s.exists);
-  const maintenance = admin ? await enableMaintenance(admin.dataSource, options.runId) : undefined;
-  const done: Step[] = [];
+  const settings = await openSettings(config, states, result.warnings);
   try {
-    for (const s of touched) await ensureBookkeeping(s.dataSource);
-    for (const step of steps) {
-      if (options.signal?.aborted) {
-        result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };
-        break;
+    const maintenance = settings ? await enableMaintenance(settings.q, options.runId) : undefined;
+    const done: Step[] = [];
+    try {
+      for (const s of touched) await ensureBookkeeping(s.dataSource);
+      for (const step of steps) {
+        if (options.signal?.aborted) {
+          result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };
+          break;
+        }
+        const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
+        options.progress?.({ ...event, phase: "start" });
+        try {
+          const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts, signal: options.signal });
+          options.progress?.({ ...event, phase: "end" });
+          result.steps.push({ ...r, db: step.state.db });
+          done.push(step);
+        } catch (error) {
+          options.progress?.({ ...event, phase: "end" });
+          let message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
+          // Outside a transaction nothing rolled back: say so, or the next run trips over the leftovers.
+          if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes, e.g. an INVALID index, before running again)";
+          result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
+          break;
+        }
       }
-      const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
-      options.progress?.({ ...event, phase: "start" });
+      if (result.failure) await undo(done, options, result.failure);
+    } finally {
+      if (settings && maintenance) {
+        if (result.failure?.undoFailed) result.maintenance = "left-on";
+        else {
+          try {
+            await restoreMaintenance(settings.q, maintenance);
+            result.maintenance = "restored";
+          } catch (error) {
+            result.maintenance = "left-on";
+            result.warnings.push(`admindb: could not put maintenance_mode back, it is still on: ${(error as Error).message.split("\n")[0]}`);
+          }
+        }
+      }
+    }
+    if (!result.failure && settings) {
       try {
-        const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, timeouts: options.timeouts, signal: options.signal });
-        options.progress?.({ ...event, phase: "end" });
-        result.steps.push({ ...r, db: step.state.db });
-        done.push(step);
+        const latest: Record<string, string | null> = {};
+        for (const s of states.filter((st) => st.exists)) {
+          const applied = await readApplied(s.dataSource);
+          latest[s.db] = applied[applied.length - 1]?.name ?? null;
+        }
+        result.schemaVersionRecorded = await recordSchemaVersion(settings.q, options.runId, latest);
       } catch (error) {
-        const message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
-        result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
-        break;
+        result.warnings.push(`admindb: schema_version not recorded: ${(error as Error).message.split("\n")[0]}`);
       }
     }
-    if (result.failure) await undo(done, options, result.failure);
   } finally {
-    if (admin && maintenance) {
-      if (result.failure?.undoFailed) result.maintenance = "left-on";
-      else {
-        await restoreMaintenance(admin.dataSource, maintenance);
-        result.maintenance = "restored";
-      }
-    }
-  }
-  if (!result.failure && admin) {
-    const latest: Record<string, string | null> = {};
-    for (const s of states.filter((st) => st.exists)) {
-      const applied = await readApplied(s.dataSource);
-      latest[s.db] = applied[applied.length - 1]?.name ?? null;
-    }
-    result.schemaVersionRecorded = await recordSchemaVersion(admin.dataSource, options.runId, latest);
+    await settings?.close();
   }
   return result;
 }

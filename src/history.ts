@@ -23,6 +23,8 @@ export interface HistoryEntry {
   checksum: string | null;
   runId: string;
   direction: "up" | "down" | "baseline" | "repair";
+  /** The command of the run: migration:run, migration:revert, migration:baseline, migration:repair. */
+  command: string | null;
   appliedAt: Date;
   appliedBy: string;
   durationMs: number;
@@ -42,7 +44,8 @@ export async function ensureBookkeeping(q: Queryable): Promise<void> {
     "direction" character varying NOT NULL,
     "applied_at" timestamptz NOT NULL DEFAULT now(),
     "applied_by" character varying NOT NULL DEFAULT current_user,
-    "duration_ms" integer NOT NULL DEFAULT 0)`);
+    "duration_ms" integer NOT NULL DEFAULT 0,
+    "command" character varying)`);
 }
 
 async function tableExists(q: Queryable, table: string): Promise<boolean> {
@@ -59,11 +62,11 @@ export async function readApplied(q: Queryable): Promise<AppliedMigration[]> {
 export async function readHistory(q: Queryable): Promise<HistoryEntry[]> {
   if (!(await tableExists(q, "migrations_history"))) return [];
   const entries = await rows<Record<string, unknown>>(
-    q, `SELECT "name", "checksum", "run_id", "direction", "applied_at", "applied_by", "duration_ms" FROM "migrations_history" ORDER BY "id"`,
+    q, `SELECT "name", "checksum", "run_id", "direction", "command", "applied_at", "applied_by", "duration_ms" FROM "migrations_history" ORDER BY "id"`,
   );
   return entries.map((r) => ({
     name: String(r.name), checksum: (r.checksum as string | null) ?? null, runId: String(r.run_id),
-    direction: r.direction as HistoryEntry["direction"], appliedAt: r.applied_at as Date,
+    direction: r.direction as HistoryEntry["direction"], command: (r.command as string | null) ?? null, appliedAt: r.applied_at as Date,
     appliedBy: String(r.applied_by), durationMs: Number(r.duration_ms),
   }));
 }
@@ -85,11 +88,11 @@ export async function recordReverted(q: Queryable, name: string): Promise<void> 
 
 export async function recordHistory(
   q: Queryable,
-  e: { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; durationMs: number },
+  e: { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; command: string; durationMs: number },
 ): Promise<void> {
   await q.query(
-    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "duration_ms", "applied_by")
-     VALUES ($1, $2, $3, $4, $5, $6 || ' as ' || current_user)`,
-    [e.name, e.checksum, e.runId, e.direction, Math.round(e.durationMs), WHO],
+    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "command", "duration_ms", "applied_by")
+     VALUES ($1, $2, $3, $4, $5, $6, $7 || ' as ' || current_user)`,
+    [e.name, e.checksum, e.runId, e.direction, e.command, Math.round(e.durationMs), WHO],
   );
 }

@@ -149,9 +149,12 @@ export async function initCluster(root: string, options: InitOptions = {}): Prom
   const install = pickPostgresInstall();
   fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   const dataDir = chooseDataDir(root);
-  fs.rmSync(dataDir, { recursive: true, force: true }); // left over from a cluster whose server.json is gone
+  if (fs.existsSync(dataDir) && fs.readdirSync(dataDir).length) {
+    // A cluster whose server.json is gone (and with it the password): never wipe it silently.
+    throw new Error(`${dataDir} holds a cluster but ${infoFileOf(root)} is missing: remove the directory to start afresh`);
+  }
   fs.mkdirSync(path.dirname(dataDir), { recursive: true, mode: 0o755 });
-  fs.mkdirSync(dataDir, { mode: 0o700 });
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   giveToPostgres(dataDir);
 
   const password = crypto.randomBytes(18).toString("base64url");

@@ -8,12 +8,15 @@ import { MigrationError } from "./errors";
 export const LOCK_KEY = 1_739_416_052;
 
 export async function acquireLock(client: Client, db: DbName, timeoutMs: number): Promise<void> {
+  // The lock session sits idle while the deploy works: a server-wide idle_session_timeout (PG 14+)
+  // must not end it, or a second deploy could get in.
+  await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const { rows } = await client.query(`SELECT pg_try_advisory_lock($1) AS locked`, [LOCK_KEY]);
     if (rows[0].locked) return;
     if (Date.now() >= deadline) {
-      throw new MigrationError(`another migration run holds the lock; gave up after ${Math.round(timeoutMs / 1000)} s (MIGRATION_LOCK_TIMEOUT_MS)`, db);
+      throw new MigrationError(`another migration run holds the lock; gave up after ${Math.round(timeoutMs / 1000)} s (MIGRATION_LOCK_WAIT_MS)`, db);
     }
     await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
   }

@@ -52,7 +52,10 @@ export async function restoreMaintenance(q: Queryable, previous: SavedSetting): 
 /** Records the run and each database's latest migration in 'schema_version'. */
 export async function recordSchemaVersion(q: Queryable, runId: string, latest: Record<string, string | null>): Promise<boolean> {
   if (!(await settingsTableExists(q))) return false;
-  const value = { version: runId, updated_at: new Date().toISOString(), run_id: runId, migrations: latest };
+  // Databases this run did not look at keep what the previous run recorded for them.
+  const [row] = await rows<{ value: { migrations?: Record<string, string | null> } | null }>(q, `SELECT value FROM system_settings WHERE key = 'schema_version'`);
+  const migrations = { ...(row?.value?.migrations ?? {}), ...latest };
+  const value = { version: runId, updated_at: new Date().toISOString(), run_id: runId, migrations };
   await q.query(
     `INSERT INTO system_settings (key, value) VALUES ('schema_version', $1::json)
      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,

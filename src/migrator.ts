@@ -41,7 +41,7 @@ export async function applyMigration(
   dataSource: DataSource,
   file: MigrationFile,
   direction: "up" | "down",
-  context: { runId: string; timeouts: Timeouts; signal?: AbortSignal },
+  context: { runId: string; command: string; timeouts: Timeouts; signal?: AbortSignal },
 ): Promise<StepResult> {
   const overrides = file.migration as unknown as MigrationOverrides;
   const timeouts = { ...context.timeouts, ...(overrides.timeouts ?? {}) };
@@ -65,7 +65,7 @@ export async function applyMigration(
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     if (direction === "up") await recordApplied(qr, file);
     else await recordReverted(qr, file.name);
-    await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, direction, durationMs });
+    await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
     if (inTransaction) await qr.commitTransaction();
     return { name: file.name, direction, durationMs };
   } catch (error) {

@@ -7,7 +7,8 @@ import * as os from "os";
 import * as path from "path";
 import type { Client } from "pg";
 import { BackupEntry, BackupManifest, MANIFEST, readManifest, verifyArchive } from "./backup";
-import type { Config } from "./config";
+import type { Config, DbTarget } from "./config";
+import { acquireLock } from "./lock";
 import { connectClient, describeError } from "./connect";
 import { DbName, isDbName } from "./databases";
 import { MigrationError, UsageError } from "./errors";
@@ -58,21 +59,53 @@ async function databaseExists(admin: Client, name: string): Promise<boolean> {
   return (await admin.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name])).rowCount === 1;
 }
 
-async function restoreOne(config: Config, dir: string, entry: BackupEntry, into: string | undefined): Promise<RestoreResult> {
+/** Takes the name `name` for the restored `staging` database, under the deploy lock of the live one. */
+async function swapIn(admin: Client, target: DbTarget, name: string, staging: string, lockTimeoutMs: number, connectTimeoutMs: number): Promise<string | undefined> {
+  if (!(await databaseExists(admin, name))) {
+    await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+    return undefined;
+  }
+  // No deploy may be running against the database we are about to replace.
+  const lock = await connectClient(target, connectTimeoutMs, name);
+  try {
+    await acquireLock(lock, target.db, lockTimeoutMs);
+    const { rows } = await lock.query(`SELECT pg_backend_pid() AS pid`);
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, [name, rows[0].pid]);
+  } finally {
+    await lock.end().catch(() => undefined);
+  }
+  const replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`.slice(0, 63);
+  // Both renames or neither: the name is never left empty.
+  await admin.query("BEGIN");
+  try {
+    await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
+    await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+    await admin.query("COMMIT");
+  } catch (error) {
+    await admin.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  }
+  return replaced;
+}
+
+async function restoreOne(config: Config, dir: string, entry: BackupEntry, into: string | undefined, lockTimeoutMs: number): Promise<RestoreResult> {
   const { db } = entry;
   const target = config.targets[db];
   const file = path.join(dir, entry.file);
   if (!fs.existsSync(file)) throw new MigrationError(`backup file ${file} is missing`, db);
   if ((await sha256Of(file)) !== entry.sha256) throw new MigrationError(`backup file ${entry.file} does not match its manifest checksum: refusing to restore it`, db);
   const name = into ?? target.database;
-  const staging = `${name}_restoring_${crypto.randomBytes(3).toString("hex")}`;
+  const staging = `${name.slice(0, 48)}_restoring_${crypto.randomBytes(3).toString("hex")}`;
   const admin = await connectClient(target, config.connectTimeoutMs, "postgres");
   try {
+    if (into && (await databaseExists(admin, into))) throw new UsageError(`database "${into}" already exists: --into takes a new name`, db);
     const serverMajor = Math.floor(Number((await admin.query(`SHOW server_version_num`)).rows[0].server_version_num) / 10000);
     await verifyArchive(file, db, serverMajor);
     await admin.query(`CREATE DATABASE ${quote(staging)}`);
     try {
-      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, "-d", staging, file], pgEnv(target, staging));
+      // -d as a connection string, quoted, so no database name is ever read as one.
+      const dbname = `dbname='${staging.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, "-d", dbname, file], pgEnv(target, staging));
       if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
       const restored = await connectClient(target, config.connectTimeoutMs, staging);
       let applied: string[];
@@ -84,13 +117,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
       if (applied.join(",") !== entry.applied.join(",")) {
         throw new MigrationError(`restored migration state (${applied.length} applied) differs from the manifest (${entry.applied.length})`, db);
       }
-      let replaced: string | undefined;
-      if (await databaseExists(admin, name)) {
-        replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`;
-        await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
-        await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
-      }
-      await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+      const replaced = await swapIn(admin, target, name, staging, lockTimeoutMs, config.connectTimeoutMs);
       return { db, from: file, database: name, replaced, applied };
     } catch (error) {
       await admin.query(`DROP DATABASE IF EXISTS ${quote(staging)} WITH (FORCE)`).catch(() => undefined);
@@ -103,13 +130,15 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
   }
 }
 
-export async function restoreBackup(config: Config, options: { backup: string; db?: DbName; into?: string }): Promise<RestoreReport> {
+export async function restoreBackup(config: Config, options: { backup: string; db?: DbName; into?: string; lockTimeoutMs: number }): Promise<RestoreReport> {
   const { dir, manifest, only } = locateBackup(config.backupDir, options.backup);
+  if (only && options.db && options.db !== only) throw new UsageError(`the backup file is ${only}'s, not ${options.db}'s`, options.db);
+  if (options.into !== undefined && !/^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/.test(options.into)) throw new UsageError(`--into "${options.into}" is not a plain database name`);
   const wanted = options.db ?? only;
   const entries = manifest.databases.filter((e) => !wanted || e.db === wanted);
   if (!entries.length) throw new UsageError(`backup ${manifest.runId} has no ${wanted ?? "database"}`, wanted);
   if (options.into && entries.length > 1) throw new UsageError("--into restores one database: add --db <db>");
   const databases: RestoreResult[] = [];
-  for (const entry of entries) databases.push(await restoreOne(config, dir, entry, options.into));
+  for (const entry of entries) databases.push(await restoreOne(config, dir, entry, options.into, options.lockTimeoutMs));
   return { command: "restore", runId: manifest.runId, databases };
 }

@@ -20,7 +20,7 @@ async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs
     await ensureBookkeeping(ds);
     for (const file of files) {
       try {
-        await applyMigration(ds, file, "up", { runId: "shadow", timeouts: DEFAULT_TIMEOUTS });
+        await applyMigration(ds, file, "up", { runId: "shadow", command: "shadow", timeouts: DEFAULT_TIMEOUTS });
       } catch (error) {
         throw new MigrationError(`replaying ${file.name} in the shadow database failed: ${(error as Error).message.split("\n")[0]}`, target.db);
       }

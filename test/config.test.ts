@@ -90,3 +90,9 @@ describe("redaction", () => {
     expect(scrubSecrets("failed for hunter2 at hunter2", ["hunter2"])).toBe("failed for *** at ***");
   });
 });
+
+describe("two names for one database", () => {
+  it("is refused", () => {
+    expect(() => loadConfig({ DATABASE_URL: "postgres://u:p@h/x", AUTHDB_NAME: "same", APIDB_NAME: "same" })).toThrow(/is configured as the same database as authdb \(h:5432\/same\)/);
+  });
+});

@@ -333,3 +333,60 @@ describe("interrupting, transaction-less migrations and a failed undo", () => {
     expect(JSON.parse(await maintenanceText(dbs))).toMatchObject({ enabled: true });
   });
 });
+
+describe("which run is undone, and --to across databases", () => {
+  const { dbs, env, copy } = migratedWithCopy("lastrun");
+
+  it("revert with no flags skips a failed run and undoes the last run that applied something", async () => {
+    copy().add("authdb", "AddA", 1795900000001, `CREATE TABLE a (id int)`, `DROP TABLE a`);
+    const r1 = await runCli(["migration:run", "--json"], env());
+    expect(r1.code).toBe(0);
+    const run1 = JSON.parse(r1.stdout).runId;
+    copy().add("authdb", "AddB", 1795900000002, `CREATE TABLE b (id int)`, `DROP TABLE b`);
+    copy().add("admindb", "Fails", 1795900000003, `SELECT 1 / 0`);
+    expect((await runCli(["migration:run"], env())).code).toBe(1);
+    fs.rmSync(path.join(copy().root, "admindb", "1795900000003-Fails.ts"));
+    fs.rmSync(path.join(copy().root, "authdb", "1795900000002-AddB.ts"));
+
+    const r = await runCli(["migration:revert", "--json"], env());
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.undoesRun).toBe(run1);
+    expect(report.databases[0].reverted.map((s: { name: string }) => s.name)).toEqual(["AddA1795900000001"]);
+    expect(await tableExists(dbs.names.authdb, "a")).toBe(false);
+  });
+
+  it("--to <name> applies, in every database, everything up to that name's timestamp", async () => {
+    // One generate run gives each database it touches a file of the same name.
+    copy().add("authdb", "AddFlags", 1795900000010, `CREATE TABLE flags (id int)`, `DROP TABLE flags`);
+    copy().add("apidb", "AddFlags", 1795900000010, `CREATE TABLE flags (id int)`, `DROP TABLE flags`);
+    copy().add("authdb", "Later", 1795900000011, `CREATE TABLE later (id int)`, `DROP TABLE later`);
+    const r = await runCli(["migration:run", "--to", "AddFlags1795900000010", "--db", "authdb", "--db", "apidb"], env());
+    expect(r.code).toBe(0);
+    expect(await tableExists(dbs.names.authdb, "flags")).toBe(true);
+    expect(await tableExists(dbs.names.apidb, "flags")).toBe(true);
+    expect(await tableExists(dbs.names.authdb, "later")).toBe(false);
+    // A run that leaves admindb out still records itself in admindb's schema_version.
+    const version = await withClient(dbs.names.admindb, async (c) => (await c.query(`SELECT value FROM system_settings WHERE key = 'schema_version'`)).rows[0].value);
+    expect(version.migrations).toEqual(expect.objectContaining({ authdb: "AddFlags1795900000010", apidb: "AddFlags1795900000010", admindb: expect.stringMatching(/^Init/) }));
+  });
+
+  it("db:restore refuses an existing --into name and a file of another database (exit 2)", async () => {
+    const b = JSON.parse((await runCli(["db:backup", "--db", "apidb", "--json"], env())).stdout);
+    const into = await runCli(["db:restore", b.runId, "--db", "apidb", "--into", dbs.names.authdb], env());
+    expect(into.code).toBe(2);
+    expect(into.stderr.trim()).toBe(`error: apidb: database "${dbs.names.authdb}" already exists: --into takes a new name`);
+    const mismatch = await runCli(["db:restore", path.join(b.dir, "apidb.dump"), "--db", "authdb"], env());
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr.trim()).toBe("error: authdb: the backup file is apidb's, not authdb's");
+    const weird = await runCli(["db:restore", b.runId, "--db", "apidb", "--into", "dbname=x host=y"], env());
+    expect(weird.code).toBe(2);
+  });
+
+  it("--shadow-url with a password in it is refused (process arguments are public)", async () => {
+    const r = await runCli(["migration:check", "--shadow-url", "postgres://u:hunter2@127.0.0.1/scratch"], env());
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^error: --shadow-url must not carry a password/);
+    expect(r.stderr).not.toContain("hunter2");
+  });
+});

@@ -75,7 +75,7 @@ describe("the migrations reproduce the legacy schema", () => {
     try {
       await ensureBookkeeping(ds);
       for (const file of loadMigrationFiles(dbs.config.migrationsDir, "admindb")) {
-        await applyMigration(ds, file, "up", { runId: "test", timeouts: DEFAULT_TIMEOUTS });
+        await applyMigration(ds, file, "up", { runId: "test", command: "test", timeouts: DEFAULT_TIMEOUTS });
       }
       const rows = await defaultRows(dbs.names.admindb);
       expect(rows).toEqual(await defaultRows(legacy.names.admindb));

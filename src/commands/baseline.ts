@@ -52,7 +52,7 @@ export async function baselineDatabases(config: Config, dbs: DbName[], options: 
         await ensureBookkeeping(s.dataSource);
         await s.dataSource.transaction(async (manager) => {
           await recordApplied(manager, baseline);
-          await recordHistory(manager, { name: baseline.name, checksum: baseline.checksum, runId, direction: "baseline", durationMs: 0 });
+          await recordHistory(manager, { name: baseline.name, checksum: baseline.checksum, runId, direction: "baseline", command: "migration:baseline", durationMs: 0 });
         });
         databases.push({ db: s.db, status: "baselined", migration: baseline.name, differences: [] });
       }

@@ -30,22 +30,25 @@ export async function generateMigrations(
   const timestamp = options.timestamp ?? Date.now();
   const states = await readStates(config, options.dbs);
   try {
-    const databases: DbGenerateResult[] = [];
+    // Every database is checked and diffed before any file is written: all or nothing.
     for (const s of states) {
       checkExists(s);
       if (s.pending.length) {
         throw new MigrationError(`${s.pending.length} migration(s) pending (${s.pending[0].name}...): run \`npm run migration:run\` first so the diff is against the current schema`, s.db);
       }
-      const diff = await schemaDiff(s.dataSource);
+    }
+    const diffs = await Promise.all(states.map((s) => schemaDiff(s.dataSource)));
+    const databases = states.map((s, i): DbGenerateResult => {
+      const diff = diffs[i];
       const result: DbGenerateResult = { db: s.db, changed: diff.up.length > 0, up: diff.up.map((q: SqlQuery) => q.query) };
       if (result.changed && !options.check) {
         const file = path.join(migrationsDir(config.migrationsDir, s.db), `${timestamp}-${options.name}.ts`);
         fs.mkdirSync(path.dirname(file), { recursive: true });
-        fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down));
+        fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down), { flag: "wx" });
         result.file = path.relative(process.cwd(), file);
       }
-      databases.push(result);
-    }
+      return result;
+    });
     return { command: "generate", databases };
   } finally {
     await closeStates(states);

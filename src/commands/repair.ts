@@ -23,7 +23,7 @@ export async function repairChecksums(config: Config, dbs: DbName[], lockTimeout
       for (const s of states) {
         const accepted = [];
         for (const f of s.changedFiles) {
-          await recordHistory(s.dataSource, { name: f.name, checksum: f.checksum, runId, direction: "repair", durationMs: 0 });
+          await recordHistory(s.dataSource, { name: f.name, checksum: f.checksum, runId, direction: "repair", command: "migration:repair", durationMs: 0 });
           accepted.push({ name: f.name, file: f.file, checksum: f.checksum });
         }
         databases.push({ db: s.db, accepted });

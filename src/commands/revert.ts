@@ -40,6 +40,7 @@ export interface RevertReport {
   backup?: DeployResult["backup"];
   maintenance?: DeployResult["maintenance"];
   failure?: DeployResult["failure"];
+  warnings?: string[];
 }
 
 /** What to undo in each database, newest first, as migration files. */
@@ -51,23 +52,25 @@ async function selectReverts(states: DbState[], target: RevertTarget): Promise<{
     return file;
   };
   if (target.kind === "last-run") {
-    // The newest run that applied something, across the databases.
-    let last: { runId: string; at: number } | undefined;
-    const histories = new Map<DbName, Awaited<ReturnType<typeof readHistory>>>();
+    // The newest migration:run that left something applied, across the databases. A failed run
+    // (everything undone) and the undo steps of a failed revert do not count.
+    const ups = new Map<DbName, Array<{ runId: string; name: string; at: number }>>();
+    const lastAt = new Map<string, number>();
     for (const s of states) {
-      const history = await readHistory(s.dataSource);
-      histories.set(s.db, history);
-      for (const h of history) {
-        if (h.direction === "up" && (!last || h.appliedAt.getTime() > last.at)) last = { runId: h.runId, at: h.appliedAt.getTime() };
-      }
+      const applied = new Set(s.applied.map((a) => a.name));
+      const stillApplied = (await readHistory(s.dataSource))
+        .filter((h) => h.command === "migration:run" && h.direction === "up" && applied.has(h.name))
+        .map((h) => ({ runId: h.runId, name: h.name, at: h.appliedAt.getTime() }));
+      ups.set(s.db, stillApplied);
+      for (const u of stillApplied) lastAt.set(u.runId, Math.max(lastAt.get(u.runId) ?? 0, u.at));
     }
+    const undoesRun = [...lastAt.entries()].sort((a, b) => b[1] - a[1] || b[0].localeCompare(a[0]))[0]?.[0];
     for (const s of states) {
-      const appliedNames = new Set(s.applied.map((a) => a.name));
-      const ofRun = new Set((histories.get(s.db) ?? []).filter((h) => last && h.runId === last.runId && h.direction === "up").map((h) => h.name));
-      const names = s.applied.filter((a) => ofRun.has(a.name) && appliedNames.has(a.name)).map((a) => a.name).reverse();
+      const ofRun = new Set(ups.get(s.db)!.filter((u) => u.runId === undoesRun).map((u) => u.name));
+      const names = s.applied.filter((a) => ofRun.has(a.name)).map((a) => a.name).reverse();
       plan.set(s.db, names.map((n) => fileOf(s, n)));
     }
-    return { plan, undoesRun: last?.runId };
+    return { plan, undoesRun };
   }
   const s = states.find((st) => st.db === target.db)!;
   const applied = [...s.applied].reverse(); // newest first

@@ -40,20 +40,19 @@ export interface RunReport {
   backup?: DeployResult["backup"];
   maintenance?: DeployResult["maintenance"];
   failure?: DeployResult["failure"];
+  warnings?: string[];
 }
 
-/** Pending migrations per database, cut after `to` when given (in deploy order). */
+/**
+ * Pending migrations per database; with `to`, only those up to and including its timestamp, in
+ * every database: timestamps are one timeline across the databases (generate gives the files of
+ * one change the same timestamp, and so the same name, in each database it touches).
+ */
 function selectPending(states: DbState[], to?: string): Map<DbName, MigrationFile[]> {
-  const out = new Map<DbName, MigrationFile[]>(states.map((s) => [s.db, [...s.pending]]));
-  if (to === undefined) return out;
-  const owner = states.findIndex((s) => s.files.some((f) => f.name === to));
-  if (owner < 0) throw new UsageError(`unknown migration "${to}" (not in src/migrations/${states.map((s) => s.db).join("|")})`);
-  const limit = states[owner].files.find((f) => f.name === to)!.timestamp;
-  states.forEach((s, i) => {
-    if (i === owner) out.set(s.db, s.pending.filter((p) => p.timestamp <= limit));
-    if (i > owner) out.set(s.db, []);
-  });
-  return out;
+  if (to === undefined) return new Map(states.map((s) => [s.db, [...s.pending]]));
+  const target = states.flatMap((s) => s.files).find((f) => f.name === to);
+  if (!target) throw new UsageError(`unknown migration "${to}" (not in src/migrations/${states.map((s) => s.db).join("|")})`);
+  return new Map(states.map((s) => [s.db, s.pending.filter((p) => p.timestamp <= target.timestamp)]));
 }
 
 const nothingIn = (todo: Map<DbName, MigrationFile[]>) => [...todo.values()].every((t) => t.length === 0);
