@@ -61,6 +61,16 @@ function declaredName(source: string): string | undefined {
   return explicit ?? /export\s+(?:default\s+)?class\s+(\w+)/.exec(source)?.[1];
 }
 
+/** The extensions these migrations create (`CREATE EXTENSION ...` in their source). */
+export function extensionsCreatedBy(files: MigrationFile[]): string[] {
+  const names = new Set<string>();
+  for (const file of files) {
+    const source = fs.readFileSync(file.path, "utf8");
+    for (const m of source.matchAll(/CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\\?"?([\w-]+)/gi)) names.add(m[1]);
+  }
+  return [...names];
+}
+
 /** All migrations of a database, oldest first. */
 export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
   const dir = migrationsDir(root, db);

@@ -8,10 +8,9 @@ import type { Config, DbTarget } from "./config";
 import { connectClient, createDatabase, describeError, openDataSource, probeTarget } from "./connect";
 import { dataSourceOptions } from "./data-sources/options";
 import type { DbName } from "./databases";
-import { captureSql } from "./dry-run";
 import { MigrationError } from "./errors";
 import { AppliedMigration, readApplied, readHistory, recordedChecksums } from "./history";
-import { loadMigrationFiles, MigrationFile } from "./migration-files";
+import { extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "./migration-files";
 
 export interface DbState {
   db: DbName;
@@ -98,21 +97,9 @@ export async function closeStates(states: DbState[]): Promise<void> {
   await Promise.all(states.map((s) => (s.dataSource.isInitialized ? s.dataSource.destroy() : undefined)?.catch(() => undefined)));
 }
 
-/** Extensions the given migrations create, read from the SQL they would run. */
-export async function extensionsNeeded(state: DbState, files: MigrationFile[]): Promise<string[]> {
-  const names = new Set<string>();
-  for (const file of files) {
-    const statements = await captureSql(state.dataSource, file, "up").catch(() => [] as string[]);
-    for (const sql of statements) {
-      for (const m of sql.matchAll(/CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?"?([\w-]+)"?/gi)) names.add(m[1]);
-    }
-  }
-  return [...names];
-}
-
 /** Throws when an extension the pending migrations need is neither installed nor installable. */
 export async function checkExtensions(state: DbState, files: MigrationFile[]): Promise<void> {
-  const needed = await extensionsNeeded(state, files);
+  const needed = extensionsCreatedBy(files);
   if (!needed.length) return;
   // Asked on the server's `postgres` database when ours does not exist yet.
   const client = await connectClient(state.target, state.connectTimeoutMs, state.exists ? undefined : "postgres");

@@ -9,10 +9,34 @@ import { connectClient, openDataSource } from "./connect";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
 import { ensureBookkeeping } from "./history";
-import type { MigrationFile } from "./migration-files";
+import { extensionsCreatedBy, type MigrationFile } from "./migration-files";
 import { applyMigration, DEFAULT_TIMEOUTS } from "./migrator";
 
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Relations in public that no extension owns: what a scratch database must not have. */
+const OWN_RELATIONS = `
+  SELECT c.oid, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`;
+
+/** Empties a scratch database of what a replay created, keeping what extensions it had own. */
+async function emptyScratch(client: import("pg").Client, extensionsBefore: Set<string>): Promise<void> {
+  const { rows } = await client.query(`SELECT relname, relkind FROM (${OWN_RELATIONS}) r WHERE relkind IN ('r', 'p', 'v', 'm', 'f')`);
+  for (const r of rows) {
+    const kind = r.relkind === "v" ? "VIEW" : r.relkind === "m" ? "MATERIALIZED VIEW" : r.relkind === "f" ? "FOREIGN TABLE" : "TABLE";
+    await client.query(`DROP ${kind} IF EXISTS public.${quote(r.relname)} CASCADE`);
+  }
+  const seqs = await client.query(`SELECT relname FROM (${OWN_RELATIONS}) r WHERE relkind = 'S'`);
+  for (const r of seqs.rows) await client.query(`DROP SEQUENCE IF EXISTS public.${quote(r.relname)} CASCADE`);
+  const types = await client.query(`
+    SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') 
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`);
+  for (const t of types.rows) await client.query(`DROP TYPE IF EXISTS public.${quote(t.typname)} CASCADE`);
+  const after = (await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string);
+  for (const ext of after.filter((e) => !extensionsBefore.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quote(ext)} CASCADE`);
+}
 
 async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
   const ds = await openDataSource(target, connectTimeoutMs);
@@ -63,16 +87,19 @@ async function replayInGivenDatabase(db: DbName, shadowUrl: string, files: Migra
   const target: DbTarget = { db, url: parsed.toString(), database, source: "--shadow-url", display: redactUrl(parsed.toString()) };
   const client = await connectClient(target, connectTimeoutMs);
   try {
-    const { rows } = await client.query(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`);
-    if (rows[0].n > 0) throw new MigrationError(`shadow database ${database} is not empty: give an empty scratch database`, db);
+    const { rowCount } = await client.query(OWN_RELATIONS);
+    if (rowCount) throw new MigrationError(`shadow database ${database} is not empty: give an empty scratch database`, db);
     const before = new Set((await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string));
     try {
-      return await replay(target, files, connectTimeoutMs);
+      const catalog = await replay(target, files, connectTimeoutMs);
+      // Extensions the scratch database had before count only where the migrations create them.
+      const created = new Set(extensionsCreatedBy(files));
+      catalog.extensions = catalog.extensions.filter((e) => !before.has(e) || created.has(e) || e === "plpgsql");
+      return catalog;
     } finally {
-      // Leave it as we found it: empty schema, only the extensions it had.
-      await client.query(`DROP SCHEMA public CASCADE; CREATE SCHEMA public`).catch(() => undefined);
-      const after = (await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string);
-      for (const ext of after.filter((e) => !before.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quote(ext)} CASCADE`).catch(() => undefined);
+      // Leave it as we found it: no tables, only the extensions it had (a DBA may have installed
+      // the untrusted ones, like vector, for a role that may not).
+      await emptyScratch(client, before).catch(() => undefined);
     }
   } finally {
     await client.end().catch(() => undefined);

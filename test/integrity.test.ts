@@ -188,3 +188,51 @@ describe("drift after migrating", () => {
     expect(r.stdout).toContain("drift found");
   });
 });
+
+describe("a role that may not create databases", () => {
+  const dbs = testDatabases("norole");
+  const role = `nocreate_${Math.random().toString(36).slice(2, 8)}`;
+  const scratch = `scratch_${role}`;
+  const asRole = (database: string) => {
+    const u = new URL(dbs.env.AUTHDB_URL);
+    u.username = role;
+    u.password = "pw-" + role;
+    u.pathname = "/" + database;
+    return u.toString();
+  };
+  beforeAll(async () => {
+    expect((await runCli(["migration:run"], dbs.env)).code).toBe(0);
+    await withClient("postgres", async (c) => {
+      await c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}' NOSUPERUSER NOCREATEDB`);
+      await c.query(`CREATE DATABASE ${scratch} OWNER ${role}`);
+    });
+    // vector is not a trusted extension: the DBA installs it in the scratch database.
+    await withClient(scratch, (c) => c.query(`CREATE EXTENSION vector`));
+    for (const db of DATABASES) await withClient(dbs.names[db], (c) => c.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`));
+  });
+  afterAll(async () => {
+    await dbs.drop();
+    await withClient("postgres", async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`);
+      await c.query(`DROP OWNED BY ${role}`).catch(() => undefined);
+      await c.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    });
+  });
+
+  it("check says to pass a shadow database, then works with one and leaves it empty", async () => {
+    const env = { AUTHDB_URL: asRole(dbs.names.authdb), APIDB_URL: asRole(dbs.names.apidb), ADMINDB_URL: asRole(dbs.names.admindb) };
+    const refused = await runCli(["migration:check", "--db", "apidb"], env);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe("error: apidb: this role may not create a shadow database: pass --shadow-url with an empty scratch database");
+
+    const ok = await runCli(["migration:check"], { ...env, MIGRATION_SHADOW_URL: asRole(scratch) });
+    expect(ok.stderr).toBe("");
+    expect(ok.stdout).toContain("no drift");
+    expect(ok.code).toBe(0);
+    const left = await withClient(scratch, async (c) => ({
+      tables: (await c.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).rows,
+      extensions: (await c.query(`SELECT extname FROM pg_extension ORDER BY 1`)).rows.map((r) => r.extname),
+    }));
+    expect(left).toEqual({ tables: [], extensions: ["plpgsql", "vector"] });
+  });
+});
