@@ -120,7 +120,8 @@ export async function checkExtensions(state: DbState, files: MigrationFile[]): P
 /** Refuses a database built by the legacy init.sql (tables, no history): it must be baselined first. */
 export function checkAdoptable(state: DbState): void {
   if (state.applied.length === 0 && state.tableCount > 0) {
-    throw new MigrationError(`has ${state.tableCount} tables but no migration history: adopt it with \`npm run migration:baseline -- --db ${state.db}\``, state.db);
+    const tables = `${state.tableCount} table${state.tableCount === 1 ? "" : "s"}`;
+    throw new MigrationError(`has ${tables} but no migration history: adopt it with \`npm run migration:baseline -- --db ${state.db}\``, state.db);
   }
 }
 

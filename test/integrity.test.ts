@@ -114,7 +114,7 @@ describe("adopting legacy databases", () => {
   it("run refuses a database with tables but no history, and points to baseline", async () => {
     const r = await runCli(["migration:run"], dbs.env);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe("error: authdb: has 1 tables but no migration history: adopt it with `npm run migration:baseline -- --db authdb`");
+    expect(r.stderr.trim()).toBe("error: authdb: has 1 table but no migration history: adopt it with `npm run migration:baseline -- --db authdb`");
   });
 
   it("baseline, run and check all succeed, and every row is still there", async () => {
