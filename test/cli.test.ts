@@ -2,11 +2,10 @@
 // nothing changed on bad input. Runs scripts/cli.ts in a child process against the test server.
 import { spawn } from "child_process";
 import * as path from "path";
-import { readCatalog } from "../src/catalog";
 import { readApplied } from "../src/history";
 import { DATABASES } from "../src/databases";
 import { runCli } from "./support/cli";
-import { serverUrl, testDatabases, withClient } from "./support/databases";
+import { testDatabases, withClient } from "./support/databases";
 import { copyMigrations } from "./support/migrations-dir";
 
 const oneLineError = (stderr: string) => {
@@ -181,8 +180,4 @@ describe("the commands", () => {
     expect(r.code).toBe(2);
     expect(oneLineError(r.stderr)).toMatch(/needs exactly one --db/);
   });
-});
-
-it("the server URL helper is wired (guards the suites above)", () => {
-  expect(serverUrl("x")).toMatch(/^postgres:\/\/.+\/x$/);
 });
