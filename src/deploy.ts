@@ -21,6 +21,7 @@ export interface Step {
 
 export interface DeployOptions {
   runId: string;
+  /** The command doing this (migration:run, migration:revert): in the backup manifest and the history. */
   reason: string;
   timeouts: Timeouts;
   backup: boolean;
