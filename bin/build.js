@@ -1,5 +1,6 @@
-// Keeps dist/ in step with the TypeScript sources (src/ but its migrations, scripts/): compiles with
-// tsc when any source is newer than the build stamp. A lock file keeps concurrent runs from
+// Keeps dist/ in step with the TypeScript sources (src/, scripts/): compiles with tsc when any source
+// but a migration is newer than the build stamp. Migrations are compiled too, when a build runs; one
+// written since is compiled on the fly when it is loaded (src/migration-files.ts). A lock file keeps concurrent runs from
 // compiling over each other.
 "use strict";
 const fs = require("fs");

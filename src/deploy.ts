@@ -112,7 +112,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     const maintenance = settings ? await enableMaintenance(settings.q, options.runId) : undefined;
     const done: Step[] = [];
     try {
-      for (const s of touched) await ensureBookkeeping(s.dataSource);
+      await Promise.all(touched.map((s) => ensureBookkeeping(s.dataSource)));
       for (const step of steps) {
         if (options.signal?.aborted) {
           result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };

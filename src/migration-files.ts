@@ -42,10 +42,24 @@ function ensureTypeScriptLoader(): void {
   (require("ts-node") as typeof import("ts-node")).register({ transpileOnly: true, project: path.join(PROJECT_ROOT, "tsconfig.json") });
 }
 
+/**
+ * The JavaScript the build compiled from this source (dist/src/migrations/...), when it is at least
+ * as new as the source: loading it skips starting the TypeScript compiler. Anything else, like a
+ * migration written since the last build, is compiled on the fly.
+ */
+function compiledTwin(source: string): string | undefined {
+  const relative = path.relative(PROJECT_ROOT, source);
+  if (relative.startsWith("..") || !source.endsWith(".ts") || process.env.JEST_WORKER_ID) return undefined;
+  const twin = path.join(PROJECT_ROOT, "dist", relative.replace(/\.ts$/, ".js"));
+  const twinStat = fs.statSync(twin, { throwIfNoEntry: false });
+  return twinStat && twinStat.mtimeMs >= fs.statSync(source).mtimeMs ? twin : undefined;
+}
+
 function loadClass(db: DbName, full: string, expectedName: string): new () => MigrationInterface {
-  if (full.endsWith(".ts")) ensureTypeScriptLoader();
+  const twin = compiledTwin(full);
+  if (!twin && full.endsWith(".ts")) ensureTypeScriptLoader();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const exported = require(full) as Record<string, unknown>;
+  const exported = require(twin ?? full) as Record<string, unknown>;
   const found = Object.values(exported).find(
     (v): v is new () => MigrationInterface => typeof v === "function" && typeof (v as { prototype?: { up?: unknown } }).prototype?.up === "function",
   );

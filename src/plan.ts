@@ -80,12 +80,11 @@ export async function readStates(config: Config, dbs: DbName[]): Promise<DbState
 
 /** Creates the databases that do not exist yet and connects to them. */
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
-  for (const s of states) {
-    if (s.exists) continue;
+  await Promise.all(states.filter((s) => !s.exists).map(async (s) => {
     s.created = await createDatabase(s.target, s.connectTimeoutMs);
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
     s.exists = true;
-  }
+  }));
 }
 
 /** Throws when a database is missing: for commands that only read. */

@@ -69,10 +69,13 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
     let todo = selectPending(states, options.to);
     for (const s of states) {
       checkIntegrity(s);
-      if (todo.get(s.db)!.length) {
-        checkAdoptable(s);
-        await checkExtensions(s, todo.get(s.db)!);
-      }
+      if (todo.get(s.db)!.length) checkAdoptable(s);
+    }
+    // In parallel; the first failure in deploy order is the one reported.
+    const extensions = await Promise.allSettled(states.map((s) => (todo.get(s.db)!.length ? checkExtensions(s, todo.get(s.db)!) : undefined)));
+    const missing = extensions.find((e): e is PromiseRejectedResult => e.status === "rejected");
+    if (missing) throw missing.reason;
+    for (const s of states) {
       const result: DbRunResult = { db: s.db, createdDatabase: false, pending: [], applied: [] };
       resultOf.set(s.db, result);
       report.databases.push(result);
