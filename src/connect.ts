@@ -69,26 +69,7 @@ export async function connectClient(target: DbTarget, connectTimeoutMs: number, 
   return client;
 }
 
-/**
- * Checks that the server answers and accepts our credentials. Returns false when only the database
- * itself is missing (credentials checked on the server's `postgres` database instead).
- */
-export async function probeTarget(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
-  let client: Client | undefined;
-  try {
-    client = await connectClient(target, connectTimeoutMs);
-    return true;
-  } catch (error) {
-    if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
-  } finally {
-    await client?.end().catch(() => undefined);
-  }
-  const admin = await connectClient(target, connectTimeoutMs, "postgres");
-  await admin.end().catch(() => undefined);
-  return false;
-}
-
-/** Creates the target database (which `probeTarget` found missing). Returns true if it created it. */
+/** Creates the target database (found missing). Returns true if it created it, false if it exists meanwhile. */
 export async function createDatabase(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
   const admin = await connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
   try {

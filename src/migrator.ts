@@ -33,8 +33,9 @@ async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean):
   await qr.query(`SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`);
   // If this process dies mid-statement (SIGKILL, lost host), the server notices within a second and
   // rolls the migration back, instead of holding its locks until the statement ends (PostgreSQL 14+).
-  const [{ v }] = await qr.query(`SELECT current_setting('server_version_num')::int AS v`);
-  if (v >= 140000) await qr.query(`SET ${scope}client_connection_check_interval = '1s'`);
+  if (Number(String(qr.connection.driver.version ?? "0").split(".")[0]) >= 14) {
+    await qr.query(`SET ${scope}client_connection_check_interval = '1s'`);
+  }
 }
 
 export async function applyMigration(

@@ -5,11 +5,11 @@
 import * as path from "path";
 import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "./config";
-import { connectClient, createDatabase, describeError, openDataSource, probeTarget } from "./connect";
+import { connectClient, createDatabase, describeError, openDataSource } from "./connect";
 import { dataSourceOptions } from "./data-sources/options";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
-import { AppliedMigration, readApplied, readHistory, recordedChecksums } from "./history";
+import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "./history";
 import { extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "./migration-files";
 
 export interface DbState {
@@ -19,6 +19,8 @@ export interface DbState {
   dataSource: DataSource;
   files: MigrationFile[];
   applied: AppliedMigration[];
+  /** migrations_history, oldest first, as read when the state was read. */
+  history: HistoryEntry[];
   pending: MigrationFile[];
   /** Applied migrations whose file is gone. */
   missingFiles: string[];
@@ -40,22 +42,27 @@ export async function readState(config: Config, db: DbName): Promise<DbState> {
   const target = config.targets[db];
   const files = loadMigrationFiles(config.migrationsDir, db);
   const base = { db, target, files, created: false, connectTimeoutMs: config.connectTimeoutMs, migrationsDir: config.migrationsDir };
-  if (!(await probeTarget(target, config.connectTimeoutMs))) {
-    const dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
-    return { ...base, dataSource, exists: false, applied: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
-  }
-  const dataSource = await openDataSource(target, config.connectTimeoutMs);
+  let dataSource: DataSource;
   try {
-    const applied = await readApplied(dataSource);
+    dataSource = await openDataSource(target, config.connectTimeoutMs);
+  } catch (error) {
+    // Only the database is missing when the server takes our credentials on its `postgres` database.
+    if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
+    await (await connectClient(target, config.connectTimeoutMs, "postgres")).end().catch(() => undefined);
+    dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
+    return { ...base, dataSource, exists: false, applied: [], history: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
+  }
+  try {
+    const [applied, history] = await Promise.all([readApplied(dataSource), readHistory(dataSource)]);
     const appliedNames = new Set(applied.map((a) => a.name));
     const fileNames = new Set(files.map((f) => f.name));
-    const recorded = recordedChecksums(await readHistory(dataSource));
+    const recorded = recordedChecksums(history);
     const appliedFiles = files.filter((f) => appliedNames.has(f.name));
     const [{ count }] = await dataSource.query(
       `SELECT count(*)::int AS count FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'migrations%'`,
     );
     return {
-      ...base, dataSource, applied, exists: true, tableCount: count,
+      ...base, dataSource, applied, history, exists: true, tableCount: count,
       pending: files.filter((f) => !appliedNames.has(f.name)),
       missingFiles: applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
       changedFiles: appliedFiles.filter((f) => recorded.has(f.name) && recorded.get(f.name) !== f.checksum),

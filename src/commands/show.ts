@@ -1,7 +1,6 @@
 // migration:show: per database, what is applied, what is pending, and the last deploy run.
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { readHistory } from "../history";
 import { closeStates, readStates } from "../plan";
 import { schemaDiff } from "../schema-diff";
 
@@ -30,10 +29,8 @@ export async function showMigrations(config: Config, dbs: DbName[]): Promise<Sho
   const states = await readStates(config, dbs);
   try {
     const databases = await Promise.all(states.map(async (s): Promise<DbShow> => {
-      const [history, diff] = await Promise.all([
-        s.exists ? readHistory(s.dataSource) : [],
-        s.exists && !s.pending.length ? schemaDiff(s.dataSource) : undefined,
-      ]);
+      const history = s.history;
+      const diff = s.exists && !s.pending.length ? await schemaDiff(s.dataSource) : undefined;
       const last = history[history.length - 1];
       const changed = new Set(s.changedFiles.map((f) => f.name));
       const missing = new Set(s.missingFiles);
