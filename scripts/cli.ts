@@ -130,7 +130,6 @@ function deployLockWaitMs(): number {
 
 /** The configuration, starting the embedded server first when nothing is configured. */
 async function configure(json: boolean): Promise<Config> {
-  readDotEnv();
   let created = false;
   if (isUnconfigured(process.env) && !isProduction(process.env)) {
     loadConfig(process.env, { embeddedUrl: () => "postgres://check@127.0.0.1:1/postgres" }); // settings checked before anything starts
@@ -146,6 +145,7 @@ async function configure(json: boolean): Promise<Config> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  readDotEnv(); // first: every setting below may come from .env
   const [command, ...rest] = argv;
   const { flags, positionals } = parse(rest);
   const json = !!flags.json;
@@ -217,7 +217,6 @@ async function main(argv: string[]): Promise<number> {
     }
     case "migration:create": {
       const db = oneDb(flags, "migration:create");
-      readDotEnv();
       const file = createMigration(migrationsRootFrom(process.env), positionals[0], db);
       emit({ command: "create", db, file }, () => console.log(`${db}: created ${file}`));
       return EXIT.ok;

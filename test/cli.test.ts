@@ -1,6 +1,8 @@
 // The command line as users meet it: exit codes, one-line errors naming the database, no passwords,
 // nothing changed on bad input. Runs scripts/cli.ts in a child process against the test server.
 import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { readApplied } from "../src/history";
 import { DATABASES } from "../src/databases";
@@ -173,6 +175,23 @@ describe("the commands", () => {
     const run = await runCli(["migration:run", "--db", "authdb"], dbs.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/authdb: applied NormalizeRolesDefault/);
+  });
+
+  it("reads .env from the working directory; the environment wins over it", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-dotenv-"));
+    try {
+      const lines = Object.entries(dbs.env).map(([k, v]) => `${k}=${v}`);
+      fs.writeFileSync(path.join(dir, ".env"), [...lines, "MIGRATION_LOCK_TIMEOUT=soon"].join("\n") + "\n");
+      const bad = await runCli(["migration:run"], {}, { cwd: dir });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr.trim()).toBe('error: MIGRATION_LOCK_TIMEOUT must be a duration like 5s, 500ms, 15min or 0 (got "soon")');
+      const ok = await runCli(["migration:show", "--db", "apidb"], { MIGRATION_LOCK_TIMEOUT: "3s" }, { cwd: dir });
+      expect(ok.stderr).toBe("");
+      expect(ok.code).toBe(0);
+      expect(ok.stdout.split("\n")[0]).toContain(`/${dbs.names.apidb}`); // the databases .env names
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("revert needs one --db with --steps or --to", async () => {
