@@ -42,21 +42,28 @@ function ensureTypeScriptLoader(): void {
   (require("ts-node") as typeof import("ts-node")).register({ transpileOnly: true, project: path.join(PROJECT_ROOT, "tsconfig.json") });
 }
 
+let compiledChecksums: Record<string, string> | undefined;
+
 /**
- * The JavaScript the build compiled from this source (dist/src/migrations/...), when it is at least
- * as new as the source: loading it skips starting the TypeScript compiler. Anything else, like a
- * migration written since the last build, is compiled on the fly.
+ * The JavaScript the build compiled from this source (dist/src/migrations/...), when the build
+ * compiled exactly the source that is there now (bin/build.js records each source's checksum):
+ * loading it skips starting the TypeScript compiler. Anything else, like a migration written or
+ * edited since the last build, is compiled on the fly from the .ts.
  */
-function compiledTwin(source: string): string | undefined {
+function compiledTwin(source: string, checksum: string): string | undefined {
   const relative = path.relative(PROJECT_ROOT, source);
   if (relative.startsWith("..") || !source.endsWith(".ts") || process.env.JEST_WORKER_ID) return undefined;
+  try {
+    compiledChecksums ??= JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, "dist", "migrations.json"), "utf8")) as Record<string, string>;
+  } catch {
+    compiledChecksums = {};
+  }
   const twin = path.join(PROJECT_ROOT, "dist", relative.replace(/\.ts$/, ".js"));
-  const twinStat = fs.statSync(twin, { throwIfNoEntry: false });
-  return twinStat && twinStat.mtimeMs >= fs.statSync(source).mtimeMs ? twin : undefined;
+  return compiledChecksums[relative] === checksum && fs.existsSync(twin) ? twin : undefined;
 }
 
-function loadClass(db: DbName, full: string, expectedName: string): new () => MigrationInterface {
-  const twin = compiledTwin(full);
+function loadClass(db: DbName, full: string, expectedName: string, checksum: string): new () => MigrationInterface {
+  const twin = compiledTwin(full, checksum);
   if (!twin && full.endsWith(".ts")) ensureTypeScriptLoader();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const exported = require(twin ?? full) as Record<string, unknown>;
@@ -96,6 +103,7 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
     const name = declaredName(source);
     if (!name) throw new MigrationError(`${entry} declares no migration class`, db);
     if (!/\d{13}$/.test(name)) throw new MigrationError(`migration ${name} in ${entry} has no 13-digit timestamp at the end of its class name`, db);
+    const checksum = checksumOf(source);
     let loaded: (new () => MigrationInterface) | undefined;
     let instance: MigrationInterface | undefined;
     listed.push({
@@ -103,9 +111,9 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
       timestamp: Number(name.slice(-13)),
       file: path.relative(PROJECT_ROOT, full),
       path: full,
-      checksum: checksumOf(source),
+      checksum,
       get migrationClass() {
-        return (loaded ??= loadClass(db, full, name));
+        return (loaded ??= loadClass(db, full, name, checksum));
       },
       get migration() {
         return (instance ??= new this.migrationClass());

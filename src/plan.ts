@@ -48,7 +48,9 @@ export async function readState(config: Config, db: DbName): Promise<DbState> {
   } catch (error) {
     // Only the database is missing when the server takes our credentials on its `postgres` database.
     if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
-    await (await connectClient(target, config.connectTimeoutMs, "postgres")).end().catch(() => undefined);
+    const server = await connectClient(target, config.connectTimeoutMs, "postgres")
+      .catch(() => connectClient(target, config.connectTimeoutMs, "template1"));
+    await server.end().catch(() => undefined);
     dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
     return { ...base, dataSource, exists: false, applied: [], history: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
   }

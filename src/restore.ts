@@ -65,27 +65,35 @@ async function swapIn(admin: Client, target: DbTarget, name: string, staging: st
     await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
     return undefined;
   }
-  // No deploy may be running against the database we are about to replace.
+  // No deploy may be running against the database we are about to replace, and once we hold its
+  // lock no new connection may come in (a service's pool would reconnect at once and block the rename).
   const lock = await connectClient(target, connectTimeoutMs, name);
+  let closed = false;
   try {
     await acquireLock(lock, target.db, lockTimeoutMs);
+    await admin.query(`ALTER DATABASE ${quote(name)} ALLOW_CONNECTIONS false`);
+    closed = true;
     const { rows } = await lock.query(`SELECT pg_backend_pid() AS pid`);
     await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, [name, rows[0].pid]);
+    await lock.end(); // the last session; the database is ours alone now
+    const replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`.slice(0, 63);
+    // Both renames or neither: the name is never left empty.
+    await admin.query("BEGIN");
+    try {
+      await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
+      await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+      await admin.query(`ALTER DATABASE ${quote(replaced)} ALLOW_CONNECTIONS true`);
+      await admin.query("COMMIT");
+    } catch (error) {
+      await admin.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+    closed = false;
+    return replaced;
   } finally {
     await lock.end().catch(() => undefined);
+    if (closed) await admin.query(`ALTER DATABASE ${quote(name)} ALLOW_CONNECTIONS true`).catch(() => undefined);
   }
-  const replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`.slice(0, 63);
-  // Both renames or neither: the name is never left empty.
-  await admin.query("BEGIN");
-  try {
-    await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
-    await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
-    await admin.query("COMMIT");
-  } catch (error) {
-    await admin.query("ROLLBACK").catch(() => undefined);
-    throw error;
-  }
-  return replaced;
 }
 
 async function restoreOne(config: Config, dir: string, entry: BackupEntry, into: string | undefined, lockTimeoutMs: number): Promise<RestoreResult> {
@@ -139,6 +147,15 @@ export async function restoreBackup(config: Config, options: { backup: string; d
   if (!entries.length) throw new UsageError(`backup ${manifest.runId} has no ${wanted ?? "database"}`, wanted);
   if (options.into && entries.length > 1) throw new UsageError("--into restores one database: add --db <db>");
   const databases: RestoreResult[] = [];
-  for (const entry of entries) databases.push(await restoreOne(config, dir, entry, options.into, options.lockTimeoutMs));
+  for (const entry of entries) {
+    try {
+      databases.push(await restoreOne(config, dir, entry, options.into, options.lockTimeoutMs));
+    } catch (error) {
+      // Say what is already restored: the databases are now from different points in time.
+      if (!databases.length || !(error instanceof MigrationError)) throw error;
+      const done = databases.map((d) => `${d.db}${d.replaced ? ` (previous kept as ${d.replaced})` : ""}`).join(", ");
+      throw new MigrationError(`${error.message}; already restored from ${manifest.runId}: ${done}`, error.db, error.exitCode);
+    }
+  }
   return { command: "restore", runId: manifest.runId, databases };
 }

@@ -181,11 +181,14 @@ describe("the commands", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-dotenv-"));
     try {
       const lines = Object.entries(dbs.env).map(([k, v]) => `${k}=${v}`);
-      fs.writeFileSync(path.join(dir, ".env"), [...lines, "MIGRATION_LOCK_TIMEOUT=soon"].join("\n") + "\n");
-      const bad = await runCli(["migration:run"], {}, { cwd: dir });
+      fs.writeFileSync(path.join(dir, ".env"), [...lines, "MIGRATION_LOCK_TIMEOUT=soon", "MIGRATION_CONNECT_TIMEOUT_MS=soon"].join("\n") + "\n");
+      const bad = await runCli(["migration:run"], { MIGRATION_CONNECT_TIMEOUT_MS: "3000" }, { cwd: dir });
       expect(bad.code).toBe(2);
       expect(bad.stderr.trim()).toBe('error: MIGRATION_LOCK_TIMEOUT must be a duration like 5s, 500ms, 15min or 0 (got "soon")');
-      const ok = await runCli(["migration:show", "--db", "apidb"], { MIGRATION_LOCK_TIMEOUT: "3s" }, { cwd: dir });
+      const badShow = await runCli(["migration:show", "--db", "apidb"], {}, { cwd: dir });
+      expect(badShow.code).toBe(2);
+      expect(badShow.stderr.trim()).toBe("error: MIGRATION_CONNECT_TIMEOUT_MS must be a positive integer");
+      const ok = await runCli(["migration:show", "--db", "apidb"], { MIGRATION_CONNECT_TIMEOUT_MS: "3000" }, { cwd: dir });
       expect(ok.stderr).toBe("");
       expect(ok.code).toBe(0);
       expect(ok.stdout.split("\n")[0]).toContain(`/${dbs.names.apidb}`); // the databases .env names

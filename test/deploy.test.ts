@@ -6,6 +6,10 @@ import * as os from "os";
 import * as path from "path";
 import { DATABASES, DbName } from "../src/databases";
 import { readApplied, readHistory } from "../src/history";
+import { readCatalog } from "../src/catalog";
+import { loadConfig } from "../src/config";
+import { runMigrations } from "../src/commands/run";
+import { DEFAULT_TIMEOUTS } from "../src/migrator";
 import { loadMigrationFiles } from "../src/migration-files";
 import { CLI, cliEnv, runCli } from "./support/cli";
 import { testDatabases, TestDatabases, withClient } from "./support/databases";
@@ -173,7 +177,20 @@ describe("backup and restore", () => {
     // Damage the data, then restore every database under its own name.
     await withClient(dbs.names.admindb, (c) => c.query(`DELETE FROM documents WHERE file_size % 2 = 0`));
     await withClient(dbs.names.authdb, (c) => c.query(`DELETE FROM users`));
+    // A service still connected to admindb, reconnecting as soon as it is dropped.
+    const service = { stop: false, connections: 0 };
+    const reconnecting = (async () => {
+      while (!service.stop) {
+        await withClient(dbs.names.admindb, async (c) => {
+          service.connections++;
+          await c.query(`SELECT pg_sleep(0.05)`);
+        }).catch(() => undefined);
+      }
+    })();
     const r = await runCli(["db:restore", report.runId], dbs.env);
+    service.stop = true;
+    await reconnecting;
+    expect(service.connections).toBeGreaterThan(1);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/admindb: the previous database is kept as admindb_backup_\w+_replaced_\d{14}/);
@@ -237,11 +254,15 @@ describe("bad input for the deploy", () => {
   });
 
   it("--dry-run prints the SQL and changes nothing", async () => {
+    const catalogs = () => Promise.all(DATABASES.map((db) => withClient(dbs.names[db], (c) => readCatalog(c))));
+    const histories = () => Promise.all(DATABASES.map((db) => withClient(dbs.names[db], readHistory)));
+    const before = { catalogs: await catalogs(), histories: await histories() };
     const r = await runCli(["migration:run", "--dry-run"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("authdb: would apply 1\n  -- AddSessions1795700000030\n  CREATE TABLE sessions (id int);");
     expect(await tableExists(dbs.names.authdb, "sessions")).toBe(false);
     expect(fs.existsSync(dbs.env.MIGRATION_BACKUP_DIR)).toBe(false);
+    expect({ catalogs: await catalogs(), histories: await histories() }).toEqual(before);
 
     const fresh = testDatabases("dryfresh");
     const r2 = await runCli(["migration:run", "--dry-run", "--json"], fresh.env);
@@ -388,5 +409,25 @@ describe("which run is undone, and --to across databases", () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^error: --shadow-url must not carry a password/);
     expect(r.stderr).not.toContain("hunter2");
+  });
+});
+
+describe("locks are released on every path (checked while the process that took them is alive)", () => {
+  const { dbs, env, copy } = migratedWithCopy("locks");
+  const advisoryLocks = () => withClient("postgres", async (c) =>
+    (await c.query(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = ANY($1)`, [Object.values(dbs.names)])).rows[0].n);
+
+  it("after success, after a failure, and with nothing to do", async () => {
+    const config = () => loadConfig(env());
+    const options = { dbs: [...DATABASES], timeouts: DEFAULT_TIMEOUTS, lockTimeoutMs: 5000, backup: false };
+    copy().add("apidb", "AddNotes", 1795950000001, `CREATE TABLE notes (id int)`, `DROP TABLE notes`);
+    expect((await runMigrations(config(), options)).status).toBe("applied");
+    expect(await advisoryLocks()).toBe(0);
+    copy().add("admindb", "Boom", 1795950000002, `SELECT 1 / 0`);
+    expect((await runMigrations(config(), options)).status).toBe("failed");
+    expect(await advisoryLocks()).toBe(0);
+    fs.rmSync(path.join(copy().root, "admindb", "1795950000002-Boom.ts"));
+    expect((await runMigrations(config(), options)).status).toBe("nothing-to-do");
+    expect(await advisoryLocks()).toBe(0);
   });
 });

@@ -31,10 +31,12 @@ describe("migration files", () => {
       "b.ts": migration("Second1700000000002"),
       "a.ts": migration("Third1700000000003"),
       "c.ts": migration("First1700000000001", `await queryRunner.query("SELECT name = 'x' FROM t")`),
+      // Not valid TypeScript: listing must not compile (only running does).
+      "d.ts": migration("Fourth1700000000004", "this is ) not code"),
       "index.ts": "export {};",
     });
     const files = loadMigrationFiles(root, "apidb");
-    expect(files.map((f) => f.name)).toEqual(["First1700000000001", "Second1700000000002", "Third1700000000003"]);
+    expect(files.map((f) => f.name)).toEqual(["First1700000000001", "Second1700000000002", "Third1700000000003", "Fourth1700000000004"]);
     expect(files[0].timestamp).toBe(1700000000001);
     fs.rmSync(root, { recursive: true });
   });

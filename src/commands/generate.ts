@@ -38,18 +38,25 @@ export async function generateMigrations(
       }
     }
     const diffs = await Promise.all(states.map((s) => schemaDiff(s.dataSource)));
-    const databases = states.map((s, i): DbGenerateResult => {
-      const diff = diffs[i];
-      const result: DbGenerateResult = { db: s.db, changed: diff.up.length > 0, up: diff.up.map((q: SqlQuery) => q.query) };
-      if (result.changed && !options.check) {
-        const file = path.join(migrationsDir(config.migrationsDir, s.db), `${timestamp}-${options.name}.ts`);
-        fs.mkdirSync(path.dirname(file), { recursive: true });
-        fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down), { flag: "wx" });
-        result.file = path.relative(process.cwd(), file);
-      }
-      return result;
-    });
-    return { command: "generate", databases };
+    const written: string[] = [];
+    try {
+      const databases = states.map((s, i): DbGenerateResult => {
+        const diff = diffs[i];
+        const result: DbGenerateResult = { db: s.db, changed: diff.up.length > 0, up: diff.up.map((q: SqlQuery) => q.query) };
+        if (result.changed && !options.check) {
+          const file = path.join(migrationsDir(config.migrationsDir, s.db), `${timestamp}-${options.name}.ts`);
+          fs.mkdirSync(path.dirname(file), { recursive: true });
+          fs.writeFileSync(file, renderMigration(`${options.name}${timestamp}`, diff.up, diff.down), { flag: "wx" });
+          written.push(file);
+          result.file = path.relative(process.cwd(), file);
+        }
+        return result;
+      });
+      return { command: "generate", databases };
+    } catch (error) {
+      for (const file of written) fs.rmSync(file, { force: true }); // all or nothing
+      throw new MigrationError(`writing the migration failed: ${(error as Error).message}`);
+    }
   } finally {
     await closeStates(states);
   }

@@ -94,7 +94,9 @@ async function selectReverts(states: DbState[], target: RevertTarget): Promise<{
 export async function revertMigrations(config: Config, options: RevertOptions): Promise<RevertReport> {
   const dbs = options.target.kind === "last-run" ? [...DATABASES] : [options.target.db];
   const runId = newRunId();
-  const states = await readStates(config, dbs);
+  const all = await readStates(config, dbs);
+  // The last run may have touched only some databases; those that do not exist hold nothing to undo.
+  const states = options.target.kind === "last-run" ? all.filter((s) => s.exists) : all;
   const report: RevertReport = { command: "revert", runId, status: "nothing-to-do", databases: [] };
   try {
     const target = options.target;
@@ -123,9 +125,10 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
       return report;
     }
 
-    await withLocks(config, dbs, options.lockTimeoutMs, async () => {
+    await withLocks(config, states.map((s) => s.db), options.lockTimeoutMs, async () => {
       for (const s of states) s.applied = await readApplied(s.dataSource);
-      ({ plan } = await selectReverts(states, options.target));
+      ({ plan, undoesRun } = await selectReverts(states, options.target));
+      report.undoesRun = undoesRun;
       for (const s of states) resultOf.get(s.db)!.toRevert = plan.get(s.db)!.map((f) => f.name);
       if ([...plan.values()].every((p) => p.length === 0)) return;
       // Newest database first: admindb, apidb, authdb.
@@ -136,6 +139,6 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
     });
     return report;
   } finally {
-    await closeStates(states);
+    await closeStates(all);
   }
 }

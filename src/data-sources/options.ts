@@ -29,6 +29,9 @@ export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10
     migrationsTableName: MIGRATIONS_TABLE,
     migrationsTransactionMode: "each",
     synchronize: false,
+    // TypeORM would otherwise CREATE EXTENSION on every connect: reading must change nothing, and
+    // the migrations themselves create the extensions they need (so check can tell when one does not).
+    installExtensions: false,
     logging: false,
     connectTimeoutMS: connectTimeoutMs,
     applicationName: "ai-micro-migrations",
