@@ -89,11 +89,14 @@ export async function readStates(config: Config, dbs: DbName[]): Promise<DbState
 
 /** Creates the databases that do not exist yet and connects to them. */
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
-  await Promise.all(states.filter((s) => !s.exists).map(async (s) => {
+  // All attempts finish (so `created` is true of every database made) before the first error is thrown.
+  const settled = await Promise.allSettled(states.filter((s) => !s.exists).map(async (s) => {
     s.created = await createDatabase(s.target, s.connectTimeoutMs);
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
     s.exists = true;
   }));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 /** Throws when a database is missing: for commands that only read. */

@@ -3,7 +3,7 @@
 // undoes what this run applied (see deploy.ts).
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { UsageError } from "../errors";
+import { MigrationError, UsageError } from "../errors";
 import { readApplied } from "../history";
 import { withLocks } from "../locks";
 import type { MigrationFile } from "../migration-files";
@@ -93,8 +93,11 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       return report;
     }
 
-    await createMissingDatabases(states);
-    for (const s of states) resultOf.get(s.db)!.createdDatabase = s.created;
+    try {
+      await createMissingDatabases(states);
+    } finally {
+      for (const s of states) resultOf.get(s.db)!.createdDatabase = s.created;
+    }
     await withLocks(config, options.dbs, options.lockTimeoutMs, async () => {
       // Another run may have applied some of it while we waited for the locks: read again.
       for (const s of states) {
@@ -111,6 +114,13 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });
     });
     return report;
+  } catch (error) {
+    // An error after databases were created must say so: they are the one change already made.
+    const created = states.filter((s) => s.created).map((s) => s.target.database);
+    if (created.length && error instanceof MigrationError) {
+      throw new MigrationError(`${error.message} (this run created the empty database${created.length > 1 ? "s" : ""} ${created.join(", ")})`, error.db, error.exitCode);
+    }
+    throw error;
   } finally {
     await closeStates(states);
   }
