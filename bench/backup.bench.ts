@@ -7,17 +7,14 @@ import * as path from "path";
 import { backupDatabases } from "../src/backup";
 import { loadConfig } from "../src/config";
 import { DATABASES } from "../src/databases";
-import { findPgTool } from "../src/pg-tools";
-import { CLI, envFor, median, report, sql, startBenchServer, timed, uniqueNames } from "./support";
+import { clientTool, CLI, envFor, libpqEnv, median, report, runBench, sql, timed, uniqueNames } from "./support";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DOCUMENTS = Number(process.env.BENCH_DOCUMENTS ?? 200_000);
 const EMBEDDINGS = Number(process.env.BENCH_EMBEDDINGS ?? 20_000);
 
-async function main(): Promise<void> {
-  // A server of its own: pg_dumpall dumps every database on it, so it must hold only these three.
-  delete process.env.TEST_DATABASE_URL;
-  const server = await startBenchServer();
+// A server of its own: pg_dumpall dumps every database on it, so it must hold only these three.
+runBench(async (server) => {
   const names = uniqueNames("backup");
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-bench-"));
   const env = envFor(server, names, { MIGRATION_BACKUP_DIR: path.join(work, "backups") });
@@ -41,9 +38,8 @@ async function main(): Promise<void> {
     await sql(server, names.admindb, `VACUUM ANALYZE`);
     console.log(`seeded ${DOCUMENTS} documents, ${EMBEDDINGS} embeddings in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
 
-    const pgDumpall = findPgTool("pg_dump", 0).replace(/pg_dump$/, "pg_dumpall");
-    const u = new URL(server.url);
-    const pgEnv = { PATH: process.env.PATH, PGHOST: u.hostname, PGPORT: u.port, PGUSER: u.username, PGPASSWORD: decodeURIComponent(u.password) };
+    const pgDumpall = clientTool("pg_dumpall");
+    const pgEnv = libpqEnv(server);
     const config = loadConfig(env);
     const requests = DATABASES.map((db) => ({ db, target: config.targets[db] }));
     const ours: number[] = [];
@@ -67,15 +63,9 @@ async function main(): Promise<void> {
     console.log(sizes);
     const o = median(ours);
     const t = median(theirs);
-    report(`backup step, 3 databases, every archive verified, median of ${RUNS}`, o, t, "pg_dumpall", "ratio <= 1.0", o / t <= 1);
+    report(`backup step, 3 databases, every archive verified, median of ${RUNS}`, o, t, "pg_dumpall", { maxRatio: 1 });
     console.log(`(the whole db:backup command, process start included: ${median(command).toFixed(3)} s, ratio ${(median(command) / t).toFixed(2)})`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
-    await server.stop();
   }
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+}, { ownServer: true });

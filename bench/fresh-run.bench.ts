@@ -5,18 +5,15 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { DATABASES } from "../src/databases";
-import { findPgTool } from "../src/pg-tools";
-import { CLI, dropAll, envFor, median, report, ROOT, sql, startBenchServer, timed, uniqueNames } from "./support";
+import { clientTool, CLI, dropAll, envFor, libpqEnv, median, report, ROOT, runBench, sql, timed, uniqueNames } from "./support";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const LEGACY = fs.readFileSync(path.join(ROOT, "test", "fixtures", "legacy-init.sql"), "utf8");
 
-async function main(): Promise<void> {
-  const server = await startBenchServer();
-  const psql = findPgTool("pg_dump", 0).replace(/pg_dump$/, "psql");
+runBench(async (server) => {
+  const psql = clientTool("psql");
   const backupDir = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-bench-backups-"));
-  const u = new URL(server.url);
-  const psqlEnv = { PATH: process.env.PATH, PGHOST: u.hostname, PGPORT: u.port, PGUSER: u.username, PGPASSWORD: decodeURIComponent(u.password), PGDATABASE: "postgres" };
+  const psqlEnv = libpqEnv(server);
   const created: number[] = [];
   const precreated: number[] = [];
   const legacy: number[] = [];
@@ -38,15 +35,9 @@ async function main(): Promise<void> {
       await dropAll(server, c);
     }
     const base = median(legacy);
-    report(`fresh migration:run, databases created by the run, median of ${RUNS}`, median(created), base, "psql -f init.sql", "ratio <= 3", median(created) / base <= 3);
-    report(`fresh migration:run, empty databases backed up first, median of ${RUNS}`, median(precreated), base, "psql -f init.sql", "ratio <= 3", median(precreated) / base <= 3);
+    report(`fresh migration:run, databases created by the run, median of ${RUNS}`, median(created), base, "psql -f init.sql", { maxRatio: 3 });
+    report(`fresh migration:run, empty databases backed up first, median of ${RUNS}`, median(precreated), base, "psql -f init.sql", { maxRatio: 3 });
   } finally {
     fs.rmSync(backupDir, { recursive: true, force: true });
-    await server.stop();
   }
-}
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
 });

@@ -6,17 +6,42 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { Client } from "pg";
 import { DATABASES, DbName } from "../src/databases";
+import { findPgTool, pgEnv } from "../src/pg-tools";
 import { startTestServer, TestServer } from "../test/support/server";
 
 export const ROOT = path.resolve(__dirname, "..");
 export const CLI = path.join(ROOT, "bin", "migrate.js");
 
-export async function startBenchServer(): Promise<TestServer> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  require("../bin/build").ensureBuilt();
-  const server = await startTestServer();
-  console.log(`server: ${server.kind}`);
-  return server;
+/**
+ * Runs one benchmark on a server (the tests' provider; `ownServer` refuses TEST_DATABASE_URL, for a
+ * benchmark that must be alone on its server), stops the server after, exits 1 on an error.
+ */
+export function runBench(body: (server: TestServer) => Promise<void>, options: { ownServer?: boolean } = {}): void {
+  (async () => {
+    if (options.ownServer) delete process.env.TEST_DATABASE_URL;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require("../bin/build").ensureBuilt();
+    const server = await startTestServer();
+    console.log(`server: ${server.kind}`);
+    try {
+      await body(server);
+    } finally {
+      await server.stop();
+    }
+  })().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
+
+/** libpq environment (password included) for the client programs, on `database` of the server. */
+export function libpqEnv(server: TestServer, database = "postgres"): NodeJS.ProcessEnv {
+  return pgEnv({ db: "authdb", url: urlFor(server, database), database, source: "bench", display: "" });
+}
+
+/** A PostgreSQL client program from the newest installed version. */
+export function clientTool(name: "psql" | "pg_dumpall"): string {
+  return path.join(path.dirname(findPgTool("pg_dump", 0)), name);
 }
 
 export function urlFor(server: TestServer, database: string): string {
@@ -69,8 +94,10 @@ export async function dropAll(server: TestServer, names: Record<DbName, string>)
   for (const db of DATABASES) await sql(server, "postgres", `DROP DATABASE IF EXISTS "${names[db]}" WITH (FORCE)`);
 }
 
-/** One result line, and the verdict against the target. */
-export function report(title: string, ours: number, baseline: number, baselineName: string, target: string, ok: boolean): void {
+/** One result line, and the verdict against the target: a ratio at most `maxRatio` (and `maxSeconds`). */
+export function report(title: string, ours: number, baseline: number, baselineName: string, target: { maxRatio: number; maxSeconds?: number }): void {
   const ratio = ours / baseline;
-  console.log(`${title}: ours ${ours.toFixed(3)} s, ${baselineName} ${baseline.toFixed(3)} s, ratio ${ratio.toFixed(2)} (target ${target}: ${ok ? "met" : "MISSED"})`);
+  const ok = ratio <= target.maxRatio && (target.maxSeconds === undefined || ours < target.maxSeconds);
+  const wanted = `ratio <= ${target.maxRatio.toFixed(2)}${target.maxSeconds === undefined ? "" : ` and < ${target.maxSeconds} s`}`;
+  console.log(`${title}: ours ${ours.toFixed(3)} s, ${baselineName} ${baseline.toFixed(3)} s, ratio ${ratio.toFixed(2)} (target ${wanted}: ${ok ? "met" : "MISSED"})`);
 }

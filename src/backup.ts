@@ -9,6 +9,7 @@ import { connectClient } from "./connect";
 import { DbName, isDbName } from "./databases";
 import { MigrationError } from "./errors";
 import { readApplied } from "./history";
+import { settleAll } from "./sql";
 import { findPgTool, firstError, pgEnv, runPgTool } from "./pg-tools";
 
 export const MANIFEST = "manifest.json";
@@ -78,7 +79,7 @@ async function serverFacts(target: DbTarget, connectTimeoutMs: number): Promise<
   }
 }
 
-async function sha256Of(file: string): Promise<string> {
+export async function sha256Of(file: string): Promise<string> {
   const hash = crypto.createHash("sha256");
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest("hex");
@@ -130,18 +131,15 @@ export async function backupDatabases(
   options: { backupDir: string; runId: string; reason: string; connectTimeoutMs: number; progress?: Progress },
 ): Promise<{ dir: string; manifest: BackupManifest }> {
   const dir = path.join(options.backupDir, options.runId);
-  if (!requests.length) return { dir, manifest: { runId: options.runId, createdAt: new Date().toISOString(), reason: options.reason, databases: [] } };
+  const manifest: BackupManifest = { runId: options.runId, createdAt: new Date().toISOString(), reason: options.reason, databases: [] };
+  if (!requests.length) return { dir, manifest };
   prepareDir(dir, requests[0].db);
-  const settled = await Promise.allSettled(requests.map((r) => backupOne(r, dir, options.connectTimeoutMs, options.progress)));
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  const manifest: BackupManifest = {
-    runId: options.runId,
-    createdAt: new Date().toISOString(),
-    reason: options.reason,
-    databases: settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : [])),
+  // The manifest lists what was backed up, also when another database's backup failed.
+  const write = async (entries: BackupEntry[]) => {
+    manifest.databases = entries;
+    writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
   };
-  writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
-  if (failed) throw failed.reason;
+  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.connectTimeoutMs, options.progress)), write));
   return { dir, manifest };
 }
 

@@ -6,6 +6,7 @@ import type { DbTarget } from "./config";
 import { scrubSecrets } from "./config";
 import { dataSourceOptions } from "./data-sources/options";
 import { MigrationError } from "./errors";
+import { quoteIdent } from "./sql";
 
 interface PgLikeError {
   code?: string;
@@ -69,11 +70,16 @@ export async function connectClient(target: DbTarget, connectTimeoutMs: number, 
   return client;
 }
 
+/** A client on the target's server, outside its database: `postgres`, else `template1`. */
+export async function connectServer(target: DbTarget, connectTimeoutMs: number): Promise<Client> {
+  return connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
+}
+
 /** Creates the target database (found missing). Returns true if it created it, false if it exists meanwhile. */
 export async function createDatabase(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
-  const admin = await connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
+  const admin = await connectServer(target, connectTimeoutMs);
   try {
-    await admin.query(`CREATE DATABASE "${target.database.replace(/"/g, '""')}"`);
+    await admin.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
     return true;
   } catch (error) {
     const e = error as PgLikeError;

@@ -1,7 +1,7 @@
 // The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
 // our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
 import * as os from "os";
-import { Queryable, rows } from "./sql";
+import { Queryable, rows, tableExists } from "./sql";
 
 /** Who runs this: OS user and host; the database role is added by the server. */
 const WHO = (() => {
@@ -46,11 +46,6 @@ export async function ensureBookkeeping(q: Queryable): Promise<void> {
     "applied_by" character varying NOT NULL DEFAULT current_user,
     "duration_ms" integer NOT NULL DEFAULT 0,
     "command" character varying)`);
-}
-
-async function tableExists(q: Queryable, table: string): Promise<boolean> {
-  const [row] = await rows<{ present: boolean }>(q, `SELECT to_regclass($1) IS NOT NULL AS present`, [`public."${table}"`]);
-  return row.present === true;
 }
 
 export async function readApplied(q: Queryable): Promise<AppliedMigration[]> {

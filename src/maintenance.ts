@@ -2,7 +2,7 @@
 // the databases and put back afterwards. The value we write carries the previous one, so a run that
 // died before putting it back (SIGKILL) is repaired by the next run.
 import type { Queryable } from "./sql";
-import { rows } from "./sql";
+import { rows, tableExists } from "./sql";
 
 export const MAINTENANCE_MESSAGE = "Database migration in progress";
 
@@ -23,17 +23,12 @@ function isOurs(value: unknown): value is OurValue {
   return typeof value === "object" && value !== null && "migration_run" in value && "previous" in value;
 }
 
-async function settingsTableExists(q: Queryable): Promise<boolean> {
-  const [row] = await rows<{ present: boolean }>(q, `SELECT to_regclass('public.system_settings') IS NOT NULL AS present`);
-  return row.present;
-}
-
 /**
  * Turns maintenance on; returns the setting as it was, to put back exactly, or undefined when there
  * is no setting (a database not migrated yet).
  */
 export async function enableMaintenance(q: Queryable, runId: string): Promise<SavedSetting | undefined> {
-  if (!(await settingsTableExists(q))) return undefined;
+  if (!(await tableExists(q, "system_settings"))) return undefined;
   const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
   if (!row) return undefined;
   const current: unknown = JSON.parse(row.value);
@@ -45,13 +40,13 @@ export async function enableMaintenance(q: Queryable, runId: string): Promise<Sa
 }
 
 export async function restoreMaintenance(q: Queryable, previous: SavedSetting): Promise<void> {
-  if (!(await settingsTableExists(q))) return; // reverted away with its table
+  if (!(await tableExists(q, "system_settings"))) return; // reverted away with its table
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp WHERE key = 'maintenance_mode'`, [previous.value, previous.updated_at]);
 }
 
 /** Records the run and each database's latest migration in 'schema_version'. */
 export async function recordSchemaVersion(q: Queryable, runId: string, latest: Record<string, string | null>): Promise<boolean> {
-  if (!(await settingsTableExists(q))) return false;
+  if (!(await tableExists(q, "system_settings"))) return false;
   // Databases this run did not look at keep what the previous run recorded for them.
   const [row] = await rows<{ value: { migrations?: Record<string, string | null> } | null }>(q, `SELECT value FROM system_settings WHERE key = 'schema_version'`);
   const migrations = { ...(row?.value?.migrations ?? {}), ...latest };

@@ -5,7 +5,8 @@
 import * as path from "path";
 import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "./config";
-import { connectClient, createDatabase, describeError, openDataSource } from "./connect";
+import { connectClient, connectServer, createDatabase, describeError, openDataSource } from "./connect";
+import { settleAll } from "./sql";
 import { dataSourceOptions } from "./data-sources/options";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
@@ -48,9 +49,7 @@ export async function readState(config: Config, db: DbName): Promise<DbState> {
   } catch (error) {
     // Only the database is missing when the server takes our credentials on its `postgres` database.
     if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
-    const server = await connectClient(target, config.connectTimeoutMs, "postgres")
-      .catch(() => connectClient(target, config.connectTimeoutMs, "template1"));
-    await server.end().catch(() => undefined);
+    await (await connectServer(target, config.connectTimeoutMs)).end().catch(() => undefined);
     dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
     return { ...base, dataSource, exists: false, applied: [], history: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
   }
@@ -78,25 +77,17 @@ export async function readState(config: Config, db: DbName): Promise<DbState> {
 
 /** Reads every database's state at once; on any failure closes what it opened and throws the first. */
 export async function readStates(config: Config, dbs: DbName[]): Promise<DbState[]> {
-  const settled = await Promise.allSettled(dbs.map((db) => readState(config, db)));
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (failed) {
-    await closeStates(settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : [])));
-    throw failed.reason;
-  }
-  return settled.map((s) => (s as PromiseFulfilledResult<DbState>).value);
+  return settleAll(dbs.map((db) => readState(config, db)), closeStates);
 }
 
 /** Creates the databases that do not exist yet and connects to them. */
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
   // All attempts finish (so `created` is true of every database made) before the first error is thrown.
-  const settled = await Promise.allSettled(states.filter((s) => !s.exists).map(async (s) => {
+  await settleAll(states.filter((s) => !s.exists).map(async (s) => {
     s.created = await createDatabase(s.target, s.connectTimeoutMs);
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
     s.exists = true;
   }));
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
 }
 
 /** Throws when a database is missing: for commands that only read. */
@@ -113,7 +104,7 @@ export async function checkExtensions(state: DbState, files: MigrationFile[]): P
   const needed = extensionsCreatedBy(files);
   if (!needed.length) return;
   // Asked on the server's `postgres` database when ours does not exist yet.
-  const client = await connectClient(state.target, state.connectTimeoutMs, state.exists ? undefined : "postgres");
+  const client = state.exists ? await connectClient(state.target, state.connectTimeoutMs) : await connectServer(state.target, state.connectTimeoutMs);
   let available: Set<string>;
   try {
     const { rows } = await client.query<{ name: string }>(`SELECT name FROM pg_available_extensions WHERE name = ANY($1)`, [needed]);

@@ -6,10 +6,11 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { Client } from "pg";
-import { BackupEntry, BackupManifest, MANIFEST, readManifest, verifyArchive } from "./backup";
+import { BackupEntry, BackupManifest, MANIFEST, readManifest, sha256Of, verifyArchive } from "./backup";
 import type { Config, DbTarget } from "./config";
-import { acquireLock } from "./lock";
-import { connectClient, describeError } from "./connect";
+import { acquireLock } from "./locks";
+import { connectClient, connectServer, describeError } from "./connect";
+import { quoteIdent } from "./sql";
 import { DbName, isDbName } from "./databases";
 import { MigrationError, UsageError } from "./errors";
 import { readApplied } from "./history";
@@ -44,16 +45,9 @@ export function locateBackup(backupDir: string, what: string): { dir: string; ma
   throw new UsageError(`no backup "${what}" (neither a run id under ${backupDir} nor a backup file)`);
 }
 
-async function sha256Of(file: string): Promise<string> {
-  const hash = crypto.createHash("sha256");
-  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
-
 /** Parallel restore (the archives are seekable): a job per core, at most four. */
 const RESTORE_JOBS = Math.max(1, Math.min(4, os.cpus().length));
 
-const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 async function databaseExists(admin: Client, name: string): Promise<boolean> {
   return (await admin.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name])).rowCount === 1;
@@ -62,7 +56,7 @@ async function databaseExists(admin: Client, name: string): Promise<boolean> {
 /** Takes the name `name` for the restored `staging` database, under the deploy lock of the live one. */
 async function swapIn(admin: Client, target: DbTarget, name: string, staging: string, lockTimeoutMs: number, connectTimeoutMs: number): Promise<string | undefined> {
   if (!(await databaseExists(admin, name))) {
-    await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
+    await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(name)}`);
     return undefined;
   }
   // No deploy may be running against the database we are about to replace, and once we hold its
@@ -71,7 +65,7 @@ async function swapIn(admin: Client, target: DbTarget, name: string, staging: st
   let closed = false;
   try {
     await acquireLock(lock, target.db, lockTimeoutMs);
-    await admin.query(`ALTER DATABASE ${quote(name)} ALLOW_CONNECTIONS false`);
+    await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS false`);
     closed = true;
     const { rows } = await lock.query(`SELECT pg_backend_pid() AS pid`);
     await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, [name, rows[0].pid]);
@@ -80,9 +74,9 @@ async function swapIn(admin: Client, target: DbTarget, name: string, staging: st
     // Both renames or neither: the name is never left empty.
     await admin.query("BEGIN");
     try {
-      await admin.query(`ALTER DATABASE ${quote(name)} RENAME TO ${quote(replaced)}`);
-      await admin.query(`ALTER DATABASE ${quote(staging)} RENAME TO ${quote(name)}`);
-      await admin.query(`ALTER DATABASE ${quote(replaced)} ALLOW_CONNECTIONS true`);
+      await admin.query(`ALTER DATABASE ${quoteIdent(name)} RENAME TO ${quoteIdent(replaced)}`);
+      await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(name)}`);
+      await admin.query(`ALTER DATABASE ${quoteIdent(replaced)} ALLOW_CONNECTIONS true`);
       await admin.query("COMMIT");
     } catch (error) {
       await admin.query("ROLLBACK").catch(() => undefined);
@@ -92,7 +86,7 @@ async function swapIn(admin: Client, target: DbTarget, name: string, staging: st
     return replaced;
   } finally {
     await lock.end().catch(() => undefined);
-    if (closed) await admin.query(`ALTER DATABASE ${quote(name)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+    if (closed) await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS true`).catch(() => undefined);
   }
 }
 
@@ -104,12 +98,12 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
   if ((await sha256Of(file)) !== entry.sha256) throw new MigrationError(`backup file ${entry.file} does not match its manifest checksum: refusing to restore it`, db);
   const name = into ?? target.database;
   const staging = `${name.slice(0, 48)}_restoring_${crypto.randomBytes(3).toString("hex")}`;
-  const admin = await connectClient(target, config.connectTimeoutMs, "postgres");
+  const admin = await connectServer(target, config.connectTimeoutMs);
   try {
     if (into && (await databaseExists(admin, into))) throw new UsageError(`database "${into}" already exists: --into takes a new name`, db);
     const serverMajor = Math.floor(Number((await admin.query(`SHOW server_version_num`)).rows[0].server_version_num) / 10000);
     await verifyArchive(file, db, serverMajor);
-    await admin.query(`CREATE DATABASE ${quote(staging)}`);
+    await admin.query(`CREATE DATABASE ${quoteIdent(staging)}`);
     try {
       // -d as a connection string, quoted, so no database name is ever read as one.
       const dbname = `dbname='${staging.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
@@ -128,7 +122,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
       const replaced = await swapIn(admin, target, name, staging, lockTimeoutMs, config.connectTimeoutMs);
       return { db, from: file, database: name, replaced, applied };
     } catch (error) {
-      await admin.query(`DROP DATABASE IF EXISTS ${quote(staging)} WITH (FORCE)`).catch(() => undefined);
+      await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`).catch(() => undefined);
       throw error;
     }
   } catch (error) {

@@ -5,14 +5,14 @@ import * as crypto from "crypto";
 import type { Catalog } from "./catalog";
 import { readCatalog } from "./catalog";
 import { parsePostgresUrl, redactUrl, type DbTarget } from "./config";
-import { connectClient, openDataSource } from "./connect";
+import { connectClient, connectServer, openDataSource } from "./connect";
+import { quoteIdent } from "./sql";
 import type { DbName } from "./databases";
 import { MigrationError } from "./errors";
 import { ensureBookkeeping } from "./history";
 import { extensionsCreatedBy, type MigrationFile } from "./migration-files";
 import { applyMigration, DEFAULT_TIMEOUTS } from "./migrator";
 
-const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /** Relations in public that no extension owns: what a scratch database must not have. */
 const OWN_RELATIONS = `
@@ -25,17 +25,17 @@ async function emptyScratch(client: import("pg").Client, extensionsBefore: Set<s
   const { rows } = await client.query(`SELECT relname, relkind FROM (${OWN_RELATIONS}) r WHERE relkind IN ('r', 'p', 'v', 'm', 'f')`);
   for (const r of rows) {
     const kind = r.relkind === "v" ? "VIEW" : r.relkind === "m" ? "MATERIALIZED VIEW" : r.relkind === "f" ? "FOREIGN TABLE" : "TABLE";
-    await client.query(`DROP ${kind} IF EXISTS public.${quote(r.relname)} CASCADE`);
+    await client.query(`DROP ${kind} IF EXISTS public.${quoteIdent(r.relname)} CASCADE`);
   }
   const seqs = await client.query(`SELECT relname FROM (${OWN_RELATIONS}) r WHERE relkind = 'S'`);
-  for (const r of seqs.rows) await client.query(`DROP SEQUENCE IF EXISTS public.${quote(r.relname)} CASCADE`);
+  for (const r of seqs.rows) await client.query(`DROP SEQUENCE IF EXISTS public.${quoteIdent(r.relname)} CASCADE`);
   const types = await client.query(`
     SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') 
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`);
-  for (const t of types.rows) await client.query(`DROP TYPE IF EXISTS public.${quote(t.typname)} CASCADE`);
+  for (const t of types.rows) await client.query(`DROP TYPE IF EXISTS public.${quoteIdent(t.typname)} CASCADE`);
   const after = (await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string);
-  for (const ext of after.filter((e) => !extensionsBefore.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quote(ext)} CASCADE`);
+  for (const ext of after.filter((e) => !extensionsBefore.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quoteIdent(ext)} CASCADE`);
 }
 
 async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
@@ -59,10 +59,10 @@ async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs
 export async function shadowCatalog(target: DbTarget, files: MigrationFile[], options: { shadowUrl?: string; connectTimeoutMs: number }): Promise<Catalog> {
   if (options.shadowUrl) return replayInGivenDatabase(target.db, options.shadowUrl, files, options.connectTimeoutMs);
   const name = `${target.database}_shadow_${crypto.randomBytes(3).toString("hex")}`.slice(0, 63);
-  const admin = await connectClient(target, options.connectTimeoutMs, "postgres");
+  const admin = await connectServer(target, options.connectTimeoutMs);
   try {
     try {
-      await admin.query(`CREATE DATABASE ${quote(name)}`);
+      await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
     } catch (error) {
       if ((error as { code?: string }).code === "42501") {
         throw new MigrationError("this role may not create a shadow database: pass --shadow-url with an empty scratch database", target.db);
@@ -74,7 +74,7 @@ export async function shadowCatalog(target: DbTarget, files: MigrationFile[], op
       url.pathname = "/" + encodeURIComponent(name);
       return await replay({ ...target, url: url.toString(), database: name, display: redactUrl(url.toString()) }, files, options.connectTimeoutMs);
     } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${quote(name)} WITH (FORCE)`).catch(() => undefined);
+      await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`).catch(() => undefined);
     }
   } finally {
     await admin.end().catch(() => undefined);

@@ -2,7 +2,7 @@
 // database, the last N migrations (--steps) or everything after a migration (--to <name>|base).
 import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
-import { MigrationError, UsageError } from "../errors";
+import { UsageError } from "../errors";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
 import { readApplied, readHistory } from "../history";
 import { withLocks } from "../locks";
@@ -46,11 +46,8 @@ export interface RevertReport {
 /** What to undo in each database, newest first, as migration files. */
 async function selectReverts(states: DbState[], target: RevertTarget): Promise<{ plan: Map<DbName, MigrationFile[]>; undoesRun?: string }> {
   const plan = new Map<DbName, MigrationFile[]>();
-  const fileOf = (s: DbState, name: string) => {
-    const file = s.files.find((f) => f.name === name);
-    if (!file) throw new MigrationError(`applied migration ${name} has no file in src/migrations/${s.db}/`, s.db);
-    return file;
-  };
+  // checkIntegrity has made sure every applied migration has its file.
+  const fileOf = (s: DbState, name: string) => s.files.find((f) => f.name === name)!;
   if (target.kind === "last-run") {
     // The newest migration:run that left something applied, across the databases. A failed run
     // (everything undone) and the undo steps of a failed revert do not count.

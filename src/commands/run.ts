@@ -10,6 +10,7 @@ import type { MigrationFile } from "../migration-files";
 import type { StepResult } from "../migrator";
 import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
 import { newRunId } from "../run-id";
+import { settleAll } from "../sql";
 import { captureSql } from "../dry-run";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
 
@@ -72,9 +73,7 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       if (todo.get(s.db)!.length) checkAdoptable(s);
     }
     // In parallel; the first failure in deploy order is the one reported.
-    const extensions = await Promise.allSettled(states.map((s) => (todo.get(s.db)!.length ? checkExtensions(s, todo.get(s.db)!) : undefined)));
-    const missing = extensions.find((e): e is PromiseRejectedResult => e.status === "rejected");
-    if (missing) throw missing.reason;
+    await settleAll(states.map((s) => (todo.get(s.db)!.length ? checkExtensions(s, todo.get(s.db)!) : Promise.resolve())));
     for (const s of states) {
       const result: DbRunResult = { db: s.db, createdDatabase: false, pending: [], applied: [] };
       resultOf.set(s.db, result);
