@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { backupDatabases } from "../src/backup";
+import { backupDatabases } from "../src/backup/backup";
 import { loadConfig } from "../src/config";
 import { DATABASES } from "../src/databases";
 import { clientTool, CLI, envFor, libpqEnv, median, report, runBench, sql, timed, uniqueNames } from "./support";

@@ -6,7 +6,7 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { Client } from "pg";
 import { DATABASES, DbName } from "../src/databases";
-import { findPgTool, pgEnv } from "../src/pg-tools";
+import { findPgTool, pgEnv } from "../src/postgres/client-programs";
 import { startTestServer, TestServer } from "../test/support/server";
 
 export const ROOT = path.resolve(__dirname, "..");

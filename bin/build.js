@@ -1,6 +1,6 @@
 // Keeps dist/ in step with the TypeScript sources (src/, scripts/): compiles with tsc when any source
 // but a migration is newer than the build stamp. Migrations are compiled too, when a build runs; one
-// written since is compiled on the fly when it is loaded (src/migration-files.ts). A lock file keeps concurrent runs from
+// written since is compiled on the fly when it is loaded (src/runner/migration-files.ts). A lock file keeps concurrent runs from
 // compiling over each other.
 "use strict";
 const fs = require("fs");
@@ -52,7 +52,7 @@ function ensureBuilt() {
     if (isFresh()) return;
     const started = Date.now();
     // What each migration's source was when compilation began: a compiled migration is used only
-    // while its source still has this checksum (src/migration-files.ts), never on a guess from mtimes.
+    // while its source still has this checksum (src/runner/migration-files.ts), never on a guess from mtimes.
     const sources = migrationChecksums();
     const tsc = require.resolve("typescript/bin/tsc");
     const result = spawnSync(process.execPath, [tsc, "-p", path.join(ROOT, "tsconfig.build.json")], { stdio: ["ignore", 2, 2] });
@@ -75,7 +75,7 @@ function ensureBuilt() {
   }
 }
 
-/** sha256 (line endings normalized, as src/migration-files.ts checksums them) of each migration source. */
+/** sha256 (line endings normalized, as src/runner/migration-files.ts checksums them) of each migration source. */
 function migrationChecksums() {
   const crypto = require("crypto");
   const out = {};

@@ -4,7 +4,7 @@ import type { RevertReport } from "../src/commands/revert";
 import type { ShowReport } from "../src/commands/show";
 import type { GenerateReport } from "../src/commands/generate";
 import type { BackupReport } from "../src/commands/backup";
-import type { RestoreReport } from "../src/restore";
+import type { RestoreReport } from "../src/backup/restore";
 import type { CheckReport } from "../src/commands/check";
 import type { BaselineReport } from "../src/commands/baseline";
 import type { RepairReport } from "../src/commands/repair";

@@ -4,7 +4,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { readApplied } from "../src/history";
+import { readApplied } from "../src/runner/history";
 import { DATABASES } from "../src/databases";
 import { runCli } from "./support/cli";
 import { testDatabases, withClient } from "./support/databases";

@@ -6,7 +6,7 @@ import { checkDatabases } from "../src/commands/check";
 import { runMigrations } from "../src/commands/run";
 import { Profile } from "../src/entities/apidb";
 import { DATABASES } from "../src/databases";
-import { DEFAULT_TIMEOUTS } from "../src/migrator";
+import { DEFAULT_TIMEOUTS } from "../src/runner/migrator";
 import { testDatabases } from "./support/databases";
 
 describe("entity drift", () => {

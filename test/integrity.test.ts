@@ -1,7 +1,7 @@
 // Checksums, drift and adoption of the databases already in the field (built by the legacy init.sql).
 import * as fs from "fs";
 import * as path from "path";
-import { readApplied, readHistory } from "../src/history";
+import { readApplied, readHistory } from "../src/runner/history";
 import { DATABASES } from "../src/databases";
 import { runCli } from "./support/cli";
 import { buildLegacy, testDatabases, withClient } from "./support/databases";

@@ -2,7 +2,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { checksumOf, extensionsCreatedBy, loadMigrationFiles } from "../src/migration-files";
+import { checksumOf, extensionsCreatedBy, loadMigrationFiles } from "../src/runner/migration-files";
 
 function tempRoot(files: Record<string, string>): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-files-"));

@@ -1,17 +1,17 @@
 // The migrations build exactly the legacy schema, TypeORM sees no difference from the entities,
 // and down-to-base then up again lands on the same schema.
 import { Client } from "pg";
-import { readCatalog, diffCatalogs, Catalog } from "../src/catalog";
+import { readCatalog, diffCatalogs, Catalog } from "../src/schema/catalog";
 import { runMigrations } from "../src/commands/run";
 import { revertMigrations } from "../src/commands/revert";
 import { baselineDatabases } from "../src/commands/baseline";
-import { openDataSource } from "../src/connect";
+import { openDataSource } from "../src/postgres/connect";
 import { DATABASES, DbName } from "../src/databases";
-import { DEFAULT_TIMEOUTS } from "../src/migrator";
-import { schemaDiff } from "../src/schema-diff";
-import { ensureBookkeeping } from "../src/history";
-import { loadMigrationFiles } from "../src/migration-files";
-import { applyMigration } from "../src/migrator";
+import { DEFAULT_TIMEOUTS } from "../src/runner/migrator";
+import { schemaDiff } from "../src/schema/diff";
+import { ensureBookkeeping } from "../src/runner/history";
+import { loadMigrationFiles } from "../src/runner/migration-files";
+import { applyMigration } from "../src/runner/migrator";
 import { buildLegacy, createAll, testDatabases, TestDatabases, withClient } from "./support/databases";
 
 const options = { timeouts: DEFAULT_TIMEOUTS, lockTimeoutMs: 10_000, backup: false };

@@ -1,8 +1,8 @@
 // db:backup: the deploy's backup step on its own, under the deploy lock so it sees no half-run.
-import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup";
+import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup/backup";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { withLocks } from "../locks";
+import { withLocks } from "../runner/locks";
 import { newRunId } from "../run-id";
 
 export interface BackupReport {

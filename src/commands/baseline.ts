@@ -2,14 +2,14 @@
 // database's first migration) in a shadow database, compares catalogs with the live database, and
 // only when they are identical records the baseline as applied. Touches no data. Otherwise refuses,
 // listing every difference, and records nothing.
-import { diffCatalogs, readCatalog } from "../catalog";
+import { diffCatalogs, readCatalog } from "../schema/catalog";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { ensureBookkeeping, readApplied, recordApplied, recordHistory } from "../history";
-import { withLocks } from "../locks";
-import { checkExists, closeStates, readStates } from "../plan";
+import { ensureBookkeeping, readApplied, recordApplied, recordHistory } from "../runner/history";
+import { withLocks } from "../runner/locks";
+import { checkExists, closeStates, readStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
-import { shadowCatalog } from "../shadow";
+import { shadowCatalog } from "../schema/shadow";
 
 export interface DbBaselineResult {
   db: DbName;

@@ -1,12 +1,12 @@
 // migration:check: every way a database can have drifted, as findings (CI-friendly, exit 1 on any):
 // entity drift (TypeORM's diff is not empty), history drift (checksums, missing files, pending),
 // schema drift (the live catalog differs from what the applied migrations produce).
-import { diffCatalogs, readCatalog } from "../catalog";
+import { diffCatalogs, readCatalog } from "../schema/catalog";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { closeStates, readStates } from "../plan";
-import { schemaDiff } from "../schema-diff";
-import { shadowCatalog } from "../shadow";
+import { closeStates, readStates } from "../deploy/plan";
+import { schemaDiff } from "../schema/diff";
+import { shadowCatalog } from "../schema/shadow";
 
 export interface DbCheck {
   db: DbName;

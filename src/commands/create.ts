@@ -2,8 +2,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { DbName } from "../databases";
-import { migrationsDir } from "../migration-files";
-import { checkMigrationName, renderMigration } from "../render-migration";
+import { migrationsDir } from "../runner/migration-files";
+import { checkMigrationName, renderMigration } from "../schema/render-migration";
 
 export function createMigration(root: string, name: string | undefined, db: DbName, timestamp = Date.now()): string {
   checkMigrationName(name);

@@ -5,10 +5,10 @@ import * as path from "path";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
-import { migrationsDir } from "../migration-files";
-import { checkExists, closeStates, readStates } from "../plan";
-import { schemaDiff, SqlQuery } from "../schema-diff";
-import { checkMigrationName, renderMigration } from "../render-migration";
+import { migrationsDir } from "../runner/migration-files";
+import { checkExists, closeStates, readStates } from "../deploy/plan";
+import { schemaDiff, SqlQuery } from "../schema/diff";
+import { checkMigrationName, renderMigration } from "../schema/render-migration";
 
 export interface DbGenerateResult {
   db: DbName;

@@ -2,9 +2,9 @@
 // recording their current checksums, like Flyway's repair. The acceptance is itself history.
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { recordHistory } from "../history";
-import { withLocks } from "../locks";
-import { checkExists, closeStates, readStates } from "../plan";
+import { recordHistory } from "../runner/history";
+import { withLocks } from "../runner/locks";
+import { checkExists, closeStates, readStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 
 export interface RepairReport {

@@ -3,14 +3,14 @@
 import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
 import { UsageError } from "../errors";
-import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
-import { readApplied, readHistory } from "../history";
-import { withLocks } from "../locks";
-import type { MigrationFile } from "../migration-files";
-import type { StepResult } from "../migrator";
-import { checkExists, checkIntegrity, closeStates, DbState, readStates } from "../plan";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy/steps";
+import { readApplied, readHistory } from "../runner/history";
+import { withLocks } from "../runner/locks";
+import type { MigrationFile } from "../runner/migration-files";
+import type { StepResult } from "../runner/migrator";
+import { checkExists, checkIntegrity, closeStates, DbState, readStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
-import { captureSql } from "../dry-run";
+import { captureSql } from "../runner/dry-run";
 
 export type RevertTarget =
   | { kind: "last-run" }

@@ -4,15 +4,15 @@
 import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
-import { readApplied } from "../history";
-import { withLocks } from "../locks";
-import type { MigrationFile } from "../migration-files";
-import type { StepResult } from "../migrator";
-import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../plan";
+import { readApplied } from "../runner/history";
+import { withLocks } from "../runner/locks";
+import type { MigrationFile } from "../runner/migration-files";
+import type { StepResult } from "../runner/migrator";
+import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
-import { settleAll } from "../sql";
-import { captureSql } from "../dry-run";
-import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy";
+import { settleAll } from "../postgres/sql";
+import { captureSql } from "../runner/dry-run";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy/steps";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];

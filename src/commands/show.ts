@@ -1,8 +1,8 @@
 // migration:show: per database, what is applied, what is pending, and the last deploy run.
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { closeStates, readStates } from "../plan";
-import { schemaDiff } from "../schema-diff";
+import { closeStates, readStates } from "../deploy/plan";
+import { schemaDiff } from "../schema/diff";
 
 export interface DbShow {
   db: DbName;

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { clusterUrl, destroyCluster, ensureCluster } from "../../src/local-postgres";
+import { clusterUrl, destroyCluster, ensureCluster } from "../../src/postgres/local-cluster";
 
 export interface TestServer {
   /** Superuser URL of database `postgres`. */

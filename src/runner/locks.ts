@@ -3,10 +3,10 @@
 // taken for several databases in the fixed order authdb, apidb, admindb (so two runs cannot
 // deadlock), released on every path.
 import type { Client } from "pg";
-import type { Config } from "./config";
-import { connectClient } from "./connect";
-import { DATABASES, DbName } from "./databases";
-import { MigrationError } from "./errors";
+import type { Config } from "../config";
+import { connectClient } from "../postgres/connect";
+import { DATABASES, DbName } from "../databases";
+import { MigrationError } from "../errors";
 
 /** A fixed key, the same in every copy of this tool, so all runs contend for one lock per database. */
 export const LOCK_KEY = 1_739_416_052;

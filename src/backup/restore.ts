@@ -7,14 +7,14 @@ import * as os from "os";
 import * as path from "path";
 import type { Client } from "pg";
 import { BackupEntry, BackupManifest, MANIFEST, readManifest, sha256Of, verifyArchive } from "./backup";
-import type { Config, DbTarget } from "./config";
-import { acquireLock } from "./locks";
-import { connectClient, connectServer, describeError } from "./connect";
-import { quoteIdent } from "./sql";
-import { DbName, isDbName } from "./databases";
-import { MigrationError, UsageError } from "./errors";
-import { readApplied } from "./history";
-import { findPgTool, firstError, pgEnv, runPgTool } from "./pg-tools";
+import type { Config, DbTarget } from "../config";
+import { acquireLock } from "../runner/locks";
+import { connectClient, connectServer, describeError } from "../postgres/connect";
+import { quoteIdent } from "../postgres/sql";
+import { DbName, isDbName } from "../databases";
+import { MigrationError, UsageError } from "../errors";
+import { readApplied } from "../runner/history";
+import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 
 export interface RestoreResult {
   db: DbName;

@@ -5,9 +5,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { MigrationInterface } from "typeorm";
-import type { DbName } from "./databases";
-import { MigrationError } from "./errors";
-import { PROJECT_ROOT } from "./paths";
+import type { DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { PROJECT_ROOT } from "../paths";
 
 export interface MigrationFile {
   /** TypeORM's name: the class name, e.g. `Init1732440000000`. */

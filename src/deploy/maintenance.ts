@@ -1,8 +1,8 @@
 // Maintenance mode: admindb.system_settings 'maintenance_mode', set to enabled while a run changes
 // the databases and put back afterwards. The value we write carries the previous one, so a run that
 // died before putting it back (SIGKILL) is repaired by the next run.
-import type { Queryable } from "./sql";
-import { rows, tableExists } from "./sql";
+import type { Queryable } from "../postgres/sql";
+import { rows, tableExists } from "../postgres/sql";
 
 export const MAINTENANCE_MESSAGE = "Database migration in progress";
 

@@ -1,15 +1,12 @@
-// DataSource options for one database: its entities, its migrations, our connection defaults.
+// DataSource options for one database: its entities and our connection defaults. Our runner loads
+// migrations itself; the plain TypeORM CLI gets them from src/data-sources/from-env.ts.
 import "reflect-metadata";
 import "../quiet-warnings";
-import { DataSource } from "typeorm";
 import type { PostgresDataSourceOptions } from "typeorm/driver/postgres/PostgresDataSourceOptions";
-import { loadConfig, readDotEnv } from "../config";
 import type { DbName } from "../databases";
-import { embeddedUrl } from "../embedded";
 import { entities as admindbEntities } from "../entities/admindb";
 import { entities as apidbEntities } from "../entities/apidb";
 import { entities as authdbEntities } from "../entities/authdb";
-import { loadMigrationFiles } from "../migration-files";
 
 export const ENTITIES: Record<DbName, Function[]> = {
   authdb: authdbEntities,
@@ -19,13 +16,13 @@ export const ENTITIES: Record<DbName, Function[]> = {
 
 export const MIGRATIONS_TABLE = "migrations";
 
-/** `migrationsRoot` undefined: TypeORM is not told about migrations (our runner loads them itself). */
-export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000, migrationsRoot?: string): PostgresDataSourceOptions {
+/** TypeORM is not told about migrations here: our runner loads them itself. */
+export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000): PostgresDataSourceOptions {
   return {
     type: "postgres",
     url,
     entities: ENTITIES[db],
-    migrations: migrationsRoot ? loadMigrationFiles(migrationsRoot, db).map((m) => m.migrationClass) : [],
+    migrations: [],
     migrationsTableName: MIGRATIONS_TABLE,
     migrationsTransactionMode: "each",
     synchronize: false,
@@ -37,12 +34,4 @@ export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10
     applicationName: "ai-micro-migrations",
     extra: { max: 4 },
   };
-}
-
-/** The DataSource the plain TypeORM CLI uses for `db`, configured from the environment / `.env`. */
-export function dataSourceFromEnv(db: DbName): DataSource {
-  readDotEnv();
-  const config = loadConfig(process.env, { embeddedUrl });
-  const target = config.targets[db];
-  return new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs, config.migrationsDir));
 }

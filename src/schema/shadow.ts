@@ -4,14 +4,14 @@
 import * as crypto from "crypto";
 import type { Catalog } from "./catalog";
 import { readCatalog } from "./catalog";
-import { parsePostgresUrl, redactUrl, type DbTarget } from "./config";
-import { connectClient, connectServer, openDataSource } from "./connect";
-import { quoteIdent } from "./sql";
-import type { DbName } from "./databases";
-import { MigrationError } from "./errors";
-import { ensureBookkeeping } from "./history";
-import { extensionsCreatedBy, type MigrationFile } from "./migration-files";
-import { applyMigration, DEFAULT_TIMEOUTS } from "./migrator";
+import { parsePostgresUrl, redactUrl, type DbTarget } from "../config";
+import { connectClient, connectServer, openDataSource } from "../postgres/connect";
+import { quoteIdent } from "../postgres/sql";
+import type { DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { ensureBookkeeping } from "../runner/history";
+import { extensionsCreatedBy, type MigrationFile } from "../runner/migration-files";
+import { applyMigration, DEFAULT_TIMEOUTS } from "../runner/migrator";
 
 
 /** Relations in public that no extension owns: what a scratch database must not have. */

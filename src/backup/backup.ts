@@ -4,13 +4,13 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import type { DbTarget } from "./config";
-import { connectClient } from "./connect";
-import { DbName, isDbName } from "./databases";
-import { MigrationError } from "./errors";
-import { readApplied } from "./history";
-import { settleAll } from "./sql";
-import { findPgTool, firstError, pgEnv, runPgTool } from "./pg-tools";
+import type { DbTarget } from "../config";
+import { connectClient } from "../postgres/connect";
+import { DbName, isDbName } from "../databases";
+import { MigrationError } from "../errors";
+import { readApplied } from "../runner/history";
+import { settleAll } from "../postgres/sql";
+import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 
 export const MANIFEST = "manifest.json";
 

@@ -1,7 +1,7 @@
 // What a database's schema is, read from pg_catalog, and the readable differences between two of
 // them. Used to prove a migrated database equals the legacy one, and to find drift.
 // Bookkeeping tables (migrations*) are not part of the schema.
-import { Queryable, rows } from "./sql";
+import { Queryable, rows } from "../postgres/sql";
 
 export interface ColumnFacts {
   position: number;

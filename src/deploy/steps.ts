@@ -1,17 +1,17 @@
 // The guarded part of run and revert, in DESIGN.md's order: verified backup, maintenance mode on,
 // the steps one by one, and on failure the steps already done undone newest first; maintenance put
 // back (left on if undoing failed too); schema_version recorded. Returns what happened as data.
-import { backupDatabases, BackupManifest, Progress, pruneBackups } from "./backup";
-import type { Config } from "./config";
-import { connectClient, describeError } from "./connect";
-import type { DbName } from "./databases";
-import { MigrationError } from "./errors";
-import { ensureBookkeeping, readApplied } from "./history";
+import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup/backup";
+import type { Config } from "../config";
+import { connectClient, describeError } from "../postgres/connect";
+import type { DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { ensureBookkeeping, readApplied } from "../runner/history";
 import { enableMaintenance, recordSchemaVersion, restoreMaintenance } from "./maintenance";
-import type { MigrationFile } from "./migration-files";
-import { applyMigration, StepResult, Timeouts } from "./migrator";
+import type { MigrationFile } from "../runner/migration-files";
+import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
-import type { Queryable } from "./sql";
+import type { Queryable } from "../postgres/sql";
 
 export interface Step {
   state: DbState;

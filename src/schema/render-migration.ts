@@ -1,6 +1,6 @@
 // Writes a migration file in the shape TypeORM's CLI writes them.
-import { UsageError } from "./errors";
-import type { SqlQuery } from "./schema-diff";
+import { UsageError } from "../errors";
+import type { SqlQuery } from "./diff";
 
 export function checkMigrationName(name: string | undefined): asserts name is string {
   if (!name) throw new UsageError("a migration name is required, e.g. `npm run migration:generate -- AddBirthDate`");

@@ -3,7 +3,7 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import type { DbTarget } from "./config";
+import type { DbTarget } from "../config";
 
 export type PgTool = "pg_dump" | "pg_restore";
 

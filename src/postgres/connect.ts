@@ -2,10 +2,10 @@
 // one-line MigrationError naming the database and the cause (never the password).
 import { Client } from "pg";
 import { DataSource } from "typeorm";
-import type { DbTarget } from "./config";
-import { scrubSecrets } from "./config";
-import { dataSourceOptions } from "./data-sources/options";
-import { MigrationError } from "./errors";
+import type { DbTarget } from "../config";
+import { scrubSecrets } from "../config";
+import { dataSourceOptions } from "./data-source";
+import { MigrationError } from "../errors";
 import { quoteIdent } from "./sql";
 
 interface PgLikeError {

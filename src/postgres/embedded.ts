@@ -1,6 +1,6 @@
 // The embedded default server: a local cluster kept under .pgdata/ at the project root.
-import { clusterUrl, ensureCluster, readClusterInfo } from "./local-postgres";
-import { EMBEDDED_ROOT } from "./paths";
+import { clusterUrl, ensureCluster, readClusterInfo } from "./local-cluster";
+import { EMBEDDED_ROOT } from "../paths";
 
 export { EMBEDDED_ROOT };
 

@@ -4,14 +4,14 @@
 // check has passed.
 import * as path from "path";
 import { DataSource } from "typeorm";
-import type { Config, DbTarget } from "./config";
-import { connectClient, connectServer, createDatabase, describeError, openDataSource } from "./connect";
-import { settleAll } from "./sql";
-import { dataSourceOptions } from "./data-sources/options";
-import type { DbName } from "./databases";
-import { MigrationError } from "./errors";
-import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "./history";
-import { extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "./migration-files";
+import type { Config, DbTarget } from "../config";
+import { connectClient, connectServer, createDatabase, describeError, openDataSource } from "../postgres/connect";
+import { settleAll } from "../postgres/sql";
+import { dataSourceOptions } from "../postgres/data-source";
+import type { DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
+import { extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
 
 export interface DbState {
   db: DbName;

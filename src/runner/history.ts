@@ -1,7 +1,7 @@
 // The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
 // our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
 import * as os from "os";
-import { Queryable, rows, tableExists } from "./sql";
+import { Queryable, rows, tableExists } from "../postgres/sql";
 
 /** Who runs this: OS user and host; the database role is added by the server. */
 const WHO = (() => {
