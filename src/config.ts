@@ -15,7 +15,7 @@ export interface DbTarget {
   url: string;
   /** The database name on the server (`authdb` unless renamed). */
   database: string;
-  /** Where the setting came from: `AUTHDB_URL`, `DATABASE_URL` or `embedded`. */
+  /** Where the setting came from: `AUTHDB_URL`, `AUTHDB_DIRECT_URL`, `DATABASE_URL`, `DATABASE_DIRECT_URL` or `embedded`. */
   source: string;
   /** The URL with its password replaced by `***`. */
   display: string;
@@ -29,11 +29,15 @@ export interface Config {
   /** Root of the per-database migration folders (`src/migrations`, or MIGRATIONS_DIR). */
   migrationsDir: string;
   connectTimeoutMs: number;
+  /** pg_dump's compression level, 0-9 (MIGRATION_BACKUP_COMPRESSION). */
+  backupCompression: number;
 }
 
 export type Env = Record<string, string | undefined>;
 
 const URL_VARS: Record<DbName, string> = { authdb: "AUTHDB_URL", apidb: "APIDB_URL", admindb: "ADMINDB_URL" };
+/** A direct URL (past a transaction pooler) for migrations; the plain URL stays the applications'. */
+const DIRECT_VARS: Record<DbName, string> = { authdb: "AUTHDB_DIRECT_URL", apidb: "APIDB_DIRECT_URL", admindb: "ADMINDB_DIRECT_URL" };
 const NAME_VARS: Record<DbName, string> = { authdb: "AUTHDB_NAME", apidb: "APIDB_NAME", admindb: "ADMINDB_NAME" };
 
 /** Replaces the password of a connection URL by `***`; leaves unparsable text without anything after `//user:`. */
@@ -89,7 +93,7 @@ export function migrationsRootFrom(env: Env): string {
 
 /** True when the environment names no server at all. */
 export function isUnconfigured(env: Env): boolean {
-  return !env.DATABASE_URL && DATABASES.every((db) => !env[URL_VARS[db]]);
+  return !env.DATABASE_URL && !env.DATABASE_DIRECT_URL && DATABASES.every((db) => !env[URL_VARS[db]] && !env[DIRECT_VARS[db]]);
 }
 
 export function isProduction(env: Env): boolean {
@@ -106,6 +110,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const connectTimeoutMs = positiveInt(env.MIGRATION_CONNECT_TIMEOUT_MS, "MIGRATION_CONNECT_TIMEOUT_MS", 10_000);
   const backupDir = path.resolve(env.MIGRATION_BACKUP_DIR || "backups");
   const migrationsDir = migrationsRootFrom(env);
+  const backupCompression = compressionLevel(env.MIGRATION_BACKUP_COMPRESSION);
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -116,18 +121,21 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression };
   }
 
-  const shared = env.DATABASE_URL ? parsePostgresUrl(env.DATABASE_URL, "DATABASE_URL") : undefined;
+  // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
+  const sharedVar = env.DATABASE_DIRECT_URL ? "DATABASE_DIRECT_URL" : "DATABASE_URL";
+  const shared = env[sharedVar] ? parsePostgresUrl(env[sharedVar]!, sharedVar) : undefined;
   const targets = {} as Record<DbName, DbTarget>;
   for (const db of DATABASES) {
-    const own = env[URL_VARS[db]];
+    const ownVar = env[DIRECT_VARS[db]] ? DIRECT_VARS[db] : URL_VARS[db];
+    const own = env[ownVar];
     if (own) {
-      const parsed = parsePostgresUrl(own, URL_VARS[db], db);
-      targets[db] = target(db, parsed, databaseNameOf(parsed) || env[NAME_VARS[db]] || db, URL_VARS[db]);
+      const parsed = parsePostgresUrl(own, ownVar, db);
+      targets[db] = target(db, parsed, databaseNameOf(parsed) || env[NAME_VARS[db]] || db, ownVar);
     } else if (shared) {
-      targets[db] = target(db, shared, env[NAME_VARS[db]] || db, "DATABASE_URL");
+      targets[db] = target(db, shared, env[NAME_VARS[db]] || db, sharedVar);
     } else {
       throw new UsageError(`no URL configured: set ${URL_VARS[db]} or DATABASE_URL`, db);
     }
@@ -141,7 +149,14 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression };
+}
+
+/** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
+function compressionLevel(raw: string | undefined): number {
+  if (raw === undefined || raw === "") return 1;
+  if (!/^[0-9]$/.test(raw)) throw new UsageError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
+  return Number(raw);
 }
 
 function positiveInt(raw: string | undefined, variable: string, fallback: number): number {

@@ -5,10 +5,8 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import type { DbTarget } from "../config";
-import { connectClient } from "../postgres/connect";
 import { DbName, isDbName } from "../databases";
 import { MigrationError } from "../errors";
-import { readApplied } from "../runner/history";
 import { settleAll } from "../postgres/sql";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 
@@ -34,9 +32,14 @@ export interface BackupManifest {
   databases: BackupEntry[];
 }
 
+/** A database to back up, with the facts for its manifest (read by the caller under the deploy lock). */
 export interface BackupRequest {
   db: DbName;
   target: DbTarget;
+  serverVersion: string;
+  serverMajor: number;
+  /** Migrations applied, oldest first. */
+  applied: string[];
 }
 
 /** A long step started or ended: the CLI shows those that take a while. */
@@ -62,23 +65,6 @@ export async function verifyArchive(file: string, db: DbName, serverMajor: numbe
   return result.stdout.split("\n").filter((l) => l && !l.startsWith(";"));
 }
 
-/** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
-function compressionLevel(): number {
-  const raw = process.env.MIGRATION_BACKUP_COMPRESSION ?? "1";
-  if (!/^[0-9]$/.test(raw)) throw new MigrationError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
-  return Number(raw);
-}
-
-async function serverFacts(target: DbTarget, connectTimeoutMs: number): Promise<{ serverVersion: string; serverMajor: number; applied: string[] }> {
-  const client = await connectClient(target, connectTimeoutMs);
-  try {
-    const { rows } = await client.query(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
-    return { serverVersion: rows[0].v, serverMajor: Math.floor(rows[0].n / 10000), applied: (await readApplied(client)).map((a) => a.name) };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 export async function sha256Of(file: string): Promise<string> {
   const hash = crypto.createHash("sha256");
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
@@ -99,28 +85,26 @@ async function dumpTo(file: string, target: DbTarget, compression: number): Prom
   return { sha256: await sha256Of(file), size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
 }
 
-async function backupOne(request: BackupRequest, dir: string, connectTimeoutMs: number, progress?: Progress): Promise<BackupEntry> {
-  const compression = compressionLevel();
+async function backupOne(request: BackupRequest, dir: string, compression: number, progress?: Progress): Promise<BackupEntry> {
   const { db, target } = request;
   const started = Date.now();
   const file = path.join(dir, `${db}.dump`);
   progress?.({ db, step: "backup", phase: "start" });
-  // The dump starts at once; the facts for the manifest are read meanwhile.
-  const [facts, dump] = await Promise.allSettled([serverFacts(target, connectTimeoutMs), dumpTo(file, target, compression)]);
-  if (facts.status === "rejected") {
-    fs.rmSync(file, { force: true });
-    throw facts.reason;
+  let dump: Awaited<ReturnType<typeof dumpTo>>;
+  try {
+    dump = await dumpTo(file, target, compression);
+  } catch (error) {
+    dump = { sha256: "", size: 0, stderr: String((error as Error).message), code: -1 };
   }
-  if (dump.status === "rejected" || dump.value.code !== 0) {
+  if (dump.code !== 0) {
     fs.rmSync(file, { force: true });
-    const why = dump.status === "rejected" ? String((dump.reason as Error).message) : firstError(dump.value.stderr);
-    throw new MigrationError(`pg_dump failed: ${why}`, db);
+    throw new MigrationError(`pg_dump failed: ${firstError(dump.stderr)}`, db);
   }
-  const entries = await verifyArchive(file, db, facts.value.serverMajor);
+  const entries = await verifyArchive(file, db, request.serverMajor);
   progress?.({ db, step: "backup", phase: "end" });
   return {
-    db, database: target.database, file: `${db}.dump`, sha256: dump.value.sha256, size: dump.value.size,
-    serverVersion: facts.value.serverVersion, applied: facts.value.applied,
+    db, database: target.database, file: `${db}.dump`, sha256: dump.sha256, size: dump.size,
+    serverVersion: request.serverVersion, applied: request.applied,
     tables: entries.filter((e) => / TABLE DATA /.test(e)).length, durationMs: Date.now() - started,
   };
 }
@@ -128,7 +112,7 @@ async function backupOne(request: BackupRequest, dir: string, connectTimeoutMs: 
 /** Backs up the given databases in parallel into <backupDir>/<runId>/; all verified or it throws. */
 export async function backupDatabases(
   requests: BackupRequest[],
-  options: { backupDir: string; runId: string; reason: string; connectTimeoutMs: number; progress?: Progress },
+  options: { backupDir: string; runId: string; reason: string; compression: number; progress?: Progress },
 ): Promise<{ dir: string; manifest: BackupManifest }> {
   const dir = path.join(options.backupDir, options.runId);
   const manifest: BackupManifest = { runId: options.runId, createdAt: new Date().toISOString(), reason: options.reason, databases: [] };
@@ -139,7 +123,7 @@ export async function backupDatabases(
     manifest.databases = entries;
     writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
   };
-  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.connectTimeoutMs, options.progress)), write));
+  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.compression, options.progress)), write));
   return { dir, manifest };
 }
 

@@ -8,7 +8,7 @@ import * as path from "path";
 import type { Client } from "pg";
 import { BackupEntry, BackupManifest, MANIFEST, readManifest, sha256Of, verifyArchive } from "./backup";
 import type { Config, DbTarget } from "../config";
-import { acquireLock } from "../runner/locks";
+import { acquireLock, releaseLock } from "../runner/locks";
 import { connectClient, connectServer, describeError } from "../postgres/connect";
 import { quoteIdent } from "../postgres/sql";
 import { DbName, isDbName } from "../databases";
@@ -54,22 +54,20 @@ async function databaseExists(admin: Client, name: string): Promise<boolean> {
 }
 
 /** Takes the name `name` for the restored `staging` database, under the deploy lock of the live one. */
-async function swapIn(admin: Client, target: DbTarget, name: string, staging: string, lockTimeoutMs: number, connectTimeoutMs: number): Promise<string | undefined> {
+async function swapIn(admin: Client, target: DbTarget, name: string, staging: string, lockTimeoutMs: number): Promise<string | undefined> {
   if (!(await databaseExists(admin, name))) {
     await admin.query(`ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(name)}`);
     return undefined;
   }
-  // No deploy may be running against the database we are about to replace, and once we hold its
-  // lock no new connection may come in (a service's pool would reconnect at once and block the rename).
-  const lock = await connectClient(target, connectTimeoutMs, name);
+  // No deploy may be running against the database we are about to replace: its deploy lock is held
+  // on this server session. Once we hold it, no new connection may come in (a service's pool would
+  // reconnect at once and block the rename).
+  await acquireLock(admin, { ...target, database: name }, lockTimeoutMs);
   let closed = false;
   try {
-    await acquireLock(lock, target.db, lockTimeoutMs);
     await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS false`);
     closed = true;
-    const { rows } = await lock.query(`SELECT pg_backend_pid() AS pid`);
-    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, [name, rows[0].pid]);
-    await lock.end(); // the last session; the database is ours alone now
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
     const replaced = `${name}_replaced_${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`.slice(0, 63);
     // Both renames or neither: the name is never left empty.
     await admin.query("BEGIN");
@@ -85,8 +83,8 @@ async function swapIn(admin: Client, target: DbTarget, name: string, staging: st
     closed = false;
     return replaced;
   } finally {
-    await lock.end().catch(() => undefined);
     if (closed) await admin.query(`ALTER DATABASE ${quoteIdent(name)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+    await releaseLock(admin, name);
   }
 }
 
@@ -119,7 +117,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
       if (applied.join(",") !== entry.applied.join(",")) {
         throw new MigrationError(`restored migration state (${applied.length} applied) differs from the manifest (${entry.applied.length})`, db);
       }
-      const replaced = await swapIn(admin, target, name, staging, lockTimeoutMs, config.connectTimeoutMs);
+      const replaced = await swapIn(admin, target, name, staging, lockTimeoutMs);
       return { db, from: file, database: name, replaced, applied };
     } catch (error) {
       await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(staging)} WITH (FORCE)`).catch(() => undefined);

@@ -2,7 +2,8 @@
 import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup/backup";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { withLocks } from "../runner/locks";
+import { checkExists, withLockedStates } from "../deploy/plan";
+import { backupRequestOf } from "../deploy/steps";
 import { newRunId } from "../run-id";
 
 export interface BackupReport {
@@ -15,9 +16,11 @@ export interface BackupReport {
 
 export async function backupCommand(config: Config, dbs: DbName[], keep: number | undefined, progress?: Progress, lockTimeoutMs = 120_000): Promise<BackupReport> {
   const runId = newRunId();
-  const requests = dbs.map((db) => ({ db, target: config.targets[db] }));
-  const { dir, manifest } = await withLocks(config, dbs, lockTimeoutMs, () =>
-    backupDatabases(requests, { backupDir: config.backupDir, runId, reason: "db:backup", connectTimeoutMs: config.connectTimeoutMs, progress }));
+  const { dir, manifest } = await withLockedStates(config, dbs, { runId, lockTimeoutMs }, (states) => {
+    states.forEach(checkExists);
+    const requests = states.map(backupRequestOf);
+    return backupDatabases(requests, { backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, progress });
+  });
   const pruned = keep !== undefined ? pruneBackups(config.backupDir, keep) : [];
   return { command: "backup", runId, dir, manifest, pruned };
 }

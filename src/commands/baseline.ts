@@ -5,9 +5,8 @@
 import { diffCatalogs, readCatalog } from "../schema/catalog";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { ensureBookkeeping, readApplied, recordApplied, recordHistory } from "../runner/history";
-import { withLocks } from "../runner/locks";
-import { checkExists, closeStates, readStates } from "../deploy/plan";
+import { ensureBookkeeping, recordApplied, recordHistory } from "../runner/history";
+import { checkExists, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 import { shadowCatalog } from "../schema/shadow";
 
@@ -27,15 +26,13 @@ export interface BaselineReport {
 
 export async function baselineDatabases(config: Config, dbs: DbName[], options: { shadowUrl?: string; lockTimeoutMs: number }): Promise<BaselineReport> {
   const runId = newRunId();
-  const states = await readStates(config, dbs);
-  try {
+  const databases: DbBaselineResult[] = [];
+  await withLockedStates(config, dbs, { runId, lockTimeoutMs: options.lockTimeoutMs }, async (states) => {
     states.forEach(checkExists);
-    const databases: DbBaselineResult[] = [];
-    await withLocks(config, dbs, options.lockTimeoutMs, async () => {
+    {
       for (const s of states) {
         const baseline = s.files[0];
-        const applied = await readApplied(s.dataSource);
-        if (applied.length) {
+        if (s.applied.length) {
           databases.push({ db: s.db, status: "has-history", differences: [] });
           continue;
         }
@@ -56,9 +53,7 @@ export async function baselineDatabases(config: Config, dbs: DbName[], options: 
         });
         databases.push({ db: s.db, status: "baselined", migration: baseline.name, differences: [] });
       }
-    });
-    return { command: "baseline", runId, ok: databases.every((d) => d.status !== "refused"), databases };
-  } finally {
-    await closeStates(states);
-  }
+    }
+  });
+  return { command: "baseline", runId, ok: databases.every((d) => d.status !== "refused"), databases };
 }

@@ -3,8 +3,7 @@
 import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { recordHistory } from "../runner/history";
-import { withLocks } from "../runner/locks";
-import { checkExists, closeStates, readStates } from "../deploy/plan";
+import { checkExists, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 
 export interface RepairReport {
@@ -15,11 +14,10 @@ export interface RepairReport {
 
 export async function repairChecksums(config: Config, dbs: DbName[], lockTimeoutMs: number): Promise<RepairReport> {
   const runId = newRunId();
-  const states = await readStates(config, dbs);
-  try {
+  const databases: RepairReport["databases"] = [];
+  await withLockedStates(config, dbs, { runId, lockTimeoutMs }, async (states) => {
     states.forEach(checkExists);
-    const databases: RepairReport["databases"] = [];
-    await withLocks(config, dbs, lockTimeoutMs, async () => {
+    {
       for (const s of states) {
         const accepted = [];
         for (const f of s.changedFiles) {
@@ -28,9 +26,7 @@ export async function repairChecksums(config: Config, dbs: DbName[], lockTimeout
         }
         databases.push({ db: s.db, accepted });
       }
-    });
-    return { command: "repair", runId, databases };
-  } finally {
-    await closeStates(states);
-  }
+    }
+  });
+  return { command: "repair", runId, databases };
 }

@@ -4,11 +4,10 @@ import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
 import { UsageError } from "../errors";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy/steps";
-import { readApplied, readHistory } from "../runner/history";
-import { withLocks } from "../runner/locks";
-import type { MigrationFile } from "../runner/migration-files";
+import type { LockWait } from "../runner/locks";
+import { checkLoadable, MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
-import { checkExists, checkIntegrity, closeStates, DbState, readStates } from "../deploy/plan";
+import { checkExists, checkIntegrity, closeStates, DbState, readStates, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../runner/dry-run";
 
@@ -21,6 +20,7 @@ export interface RevertOptions extends Omit<DeployOptions, "runId" | "reason"> {
   target: RevertTarget;
   dryRun?: boolean;
   lockTimeoutMs: number;
+  onWait?: LockWait;
 }
 
 export interface DbRevertResult {
@@ -44,7 +44,7 @@ export interface RevertReport {
 }
 
 /** What to undo in each database, newest first, as migration files. */
-async function selectReverts(states: DbState[], target: RevertTarget): Promise<{ plan: Map<DbName, MigrationFile[]>; undoesRun?: string }> {
+function selectReverts(states: DbState[], target: RevertTarget): { plan: Map<DbName, MigrationFile[]>; undoesRun?: string } {
   const plan = new Map<DbName, MigrationFile[]>();
   // checkIntegrity has made sure every applied migration has its file.
   const fileOf = (s: DbState, name: string) => s.files.find((f) => f.name === name)!;
@@ -55,7 +55,7 @@ async function selectReverts(states: DbState[], target: RevertTarget): Promise<{
     const lastAt = new Map<string, number>();
     for (const s of states) {
       const applied = new Set(s.applied.map((a) => a.name));
-      const stillApplied = (await readHistory(s.dataSource))
+      const stillApplied = s.history
         .filter((h) => h.command === "migration:run" && h.direction === "up" && applied.has(h.name))
         .map((h) => ({ runId: h.runId, name: h.name, at: h.appliedAt.getTime() }));
       ups.set(s.db, stillApplied);
@@ -73,6 +73,9 @@ async function selectReverts(states: DbState[], target: RevertTarget): Promise<{
   const applied = [...s.applied].reverse(); // newest first
   let names: string[];
   if (target.kind === "steps") {
+    if (target.steps > applied.length) {
+      throw new UsageError(`--steps ${target.steps}: only ${applied.length} migration${applied.length === 1 ? " is" : "s are"} applied`, s.db);
+    }
     names = applied.slice(0, target.steps).map((a) => a.name);
   } else if (target.to === "base") {
     names = applied.map((a) => a.name);
@@ -91,51 +94,49 @@ async function selectReverts(states: DbState[], target: RevertTarget): Promise<{
 export async function revertMigrations(config: Config, options: RevertOptions): Promise<RevertReport> {
   const dbs = options.target.kind === "last-run" ? [...DATABASES] : [options.target.db];
   const runId = newRunId();
-  const all = await readStates(config, dbs);
-  // The last run may have touched only some databases; those that do not exist hold nothing to undo.
-  const states = options.target.kind === "last-run" ? all.filter((s) => s.exists) : all;
   const report: RevertReport = { command: "revert", runId, status: "nothing-to-do", databases: [] };
-  try {
+  const plan = async (all: DbState[]) => {
+    // The last run may have touched only some databases; those that do not exist hold nothing to undo.
+    const states = options.target.kind === "last-run" ? all.filter((s) => s.exists) : all;
     const target = options.target;
     if (target.kind === "to" && target.to !== "base" && !states[0].files.some((f) => f.name === target.to)) {
       throw new UsageError(`unknown migration "${target.to}"`, target.db);
     }
     states.forEach(checkExists);
     states.forEach(checkIntegrity);
-    let { plan, undoesRun } = await selectReverts(states, options.target);
+    const { plan: todo, undoesRun } = selectReverts(states, target);
     report.undoesRun = undoesRun;
-    const resultOf = new Map<DbName, DbRevertResult>();
-    for (const s of states) {
-      const r: DbRevertResult = { db: s.db, toRevert: plan.get(s.db)!.map((f) => f.name), reverted: [] };
-      resultOf.set(s.db, r);
-      report.databases.push(r);
-    }
-    if ([...plan.values()].every((p) => p.length === 0)) return report;
+    report.databases = states.map((s) => ({ db: s.db, toRevert: todo.get(s.db)!.map((f) => f.name), reverted: [] }));
+    for (const s of states) checkLoadable(s.db, todo.get(s.db)!);
+    return { states, todo, nothing: [...todo.values()].every((p) => p.length === 0) };
+  };
+  const resultOf = (db: DbName) => report.databases.find((d) => d.db === db)!;
 
-    if (options.dryRun) {
+  if (options.dryRun) {
+    const all = await readStates(config, dbs);
+    try {
+      const { states, todo, nothing } = await plan(all);
+      if (nothing) return report;
       report.status = "dry-run";
       for (const s of states) {
         const sql: Record<string, string[]> = {};
-        for (const f of plan.get(s.db)!) sql[f.name] = await captureSql(s.dataSource, f, "down");
-        resultOf.get(s.db)!.sql = sql;
+        for (const f of todo.get(s.db)!) sql[f.name] = await captureSql(s.dataSource, f, "down");
+        resultOf(s.db).sql = sql;
       }
       return report;
+    } finally {
+      await closeStates(all);
     }
-
-    await withLocks(config, states.map((s) => s.db), options.lockTimeoutMs, async () => {
-      for (const s of states) s.applied = await readApplied(s.dataSource);
-      ({ plan, undoesRun } = await selectReverts(states, options.target));
-      report.undoesRun = undoesRun;
-      for (const s of states) resultOf.get(s.db)!.toRevert = plan.get(s.db)!.map((f) => f.name);
-      if ([...plan.values()].every((p) => p.length === 0)) return;
-      // Newest database first: admindb, apidb, authdb.
-      const steps = [...states].reverse().flatMap((state) => plan.get(state.db)!.map((file) => ({ state, file, direction: "down" as const })));
-      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:revert" });
-      for (const step of deploy.steps) resultOf.get(step.db)!.reverted.push(step);
-      Object.assign(report, { status: deploy.failure ? "failed" : "reverted", ...outcomeOf(deploy) });
-    });
-    return report;
-  } finally {
-    await closeStates(all);
   }
+
+  await withLockedStates(config, dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (all) => {
+    const { states, todo, nothing } = await plan(all);
+    if (nothing) return;
+    // Newest database first: admindb, apidb, authdb.
+    const steps = [...states].reverse().flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "down" as const })));
+    const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:revert" });
+    for (const step of deploy.steps) resultOf(step.db).reverted.push(step);
+    Object.assign(report, { status: deploy.failure ? "failed" : "reverted", ...outcomeOf(deploy) });
+  });
+  return report;
 }

@@ -1,14 +1,14 @@
-// migration:run: the deploy. Plans all databases in parallel; under the locks, backs up, turns on
-// maintenance mode and applies what is pending in the order authdb, apidb, admindb; on failure
-// undoes what this run applied (see deploy.ts).
+// migration:run: the deploy. Takes the deploy locks, then reads and plans every database from what
+// it finds under them (all checks before any change); backs up, turns on maintenance mode and
+// applies what is pending in the order authdb, apidb, admindb; on failure undoes what this run
+// applied (see deploy/steps.ts).
 import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
-import { readApplied } from "../runner/history";
-import { withLocks } from "../runner/locks";
+import type { LockWait } from "../runner/locks";
 import type { MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
-import { checkAdoptable, checkExtensions, checkIntegrity, closeStates, createMissingDatabases, DbState, readStates } from "../deploy/plan";
+import { checkPlan, closeStates, createMissingDatabases, DbState, readStates, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 import { settleAll } from "../postgres/sql";
 import { captureSql } from "../runner/dry-run";
@@ -21,6 +21,8 @@ export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dryRun?: boolean;
   /** Longest wait for another run's deploy lock. */
   lockTimeoutMs: number;
+  /** Told once per database when another run holds its lock. */
+  onWait?: LockWait;
   runId?: string;
 }
 
@@ -60,67 +62,58 @@ const nothingIn = (todo: Map<DbName, MigrationFile[]>) => [...todo.values()].eve
 
 export async function runMigrations(config: Config, options: RunOptions): Promise<RunReport> {
   const runId = options.runId ?? newRunId();
-  const states = await readStates(config, options.dbs);
   const report: RunReport = { command: "run", runId, status: "nothing-to-do", databases: [] };
-  const resultOf = new Map<DbName, DbRunResult>();
-  const describe = (todo: Map<DbName, MigrationFile[]>) => {
-    for (const s of states) resultOf.get(s.db)!.pending = todo.get(s.db)!.map((m) => m.name);
-  };
-  try {
-    let todo = selectPending(states, options.to);
-    for (const s of states) {
-      checkIntegrity(s);
-      if (todo.get(s.db)!.length) checkAdoptable(s);
-    }
+  /** Decides what to apply from `states` and checks all of it; returns the work, or nothing to do. */
+  const plan = async (states: DbState[]) => {
+    const todo = selectPending(states, options.to);
+    report.databases = states.map((s) => ({ db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [] }));
     // In parallel; the first failure in deploy order is the one reported.
-    await settleAll(states.map((s) => (todo.get(s.db)!.length ? checkExtensions(s, todo.get(s.db)!) : Promise.resolve())));
-    for (const s of states) {
-      const result: DbRunResult = { db: s.db, createdDatabase: false, pending: [], applied: [] };
-      resultOf.set(s.db, result);
-      report.databases.push(result);
-    }
-    describe(todo);
-    if (nothingIn(todo)) return report;
+    await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!)));
+    return todo;
+  };
+  const resultOf = (db: DbName) => report.databases.find((d) => d.db === db)!;
 
-    if (options.dryRun) {
+  if (options.dryRun) {
+    // Reads only: no lock, so a dry run never waits behind a deploy.
+    const states = await readStates(config, options.dbs);
+    try {
+      const todo = await plan(states);
+      if (nothingIn(todo)) return report;
       report.status = "dry-run";
       for (const s of states) {
         const sql: Record<string, string[]> = {};
         for (const m of todo.get(s.db)!) sql[m.name] = await captureSql(s.dataSource, m, "up");
-        resultOf.get(s.db)!.sql = sql;
+        resultOf(s.db).sql = sql;
       }
       return report;
-    }
-
-    try {
-      await createMissingDatabases(states);
     } finally {
-      for (const s of states) resultOf.get(s.db)!.createdDatabase = s.created;
+      await closeStates(states);
     }
-    await withLocks(config, options.dbs, options.lockTimeoutMs, async () => {
-      // Another run may have applied some of it while we waited for the locks: read again.
-      for (const s of states) {
-        const applied = new Set((await readApplied(s.dataSource)).map((a) => a.name));
-        s.pending = s.pending.filter((p) => !applied.has(p.name));
-      }
-      todo = selectPending(states, options.to);
-      describe(todo);
-      if (nothingIn(todo)) return;
+  }
 
+  // Everything that decides what this run does is read under the deploy lock: a run that waited
+  // for another finds its work done.
+  await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
+    const todo = await plan(states);
+    if (nothingIn(todo)) return;
+    try {
+      try {
+        await createMissingDatabases(states);
+      } finally {
+        for (const s of states) resultOf(s.db).createdDatabase = s.created;
+      }
       const steps = states.flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "up" as const })));
       const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run" });
-      for (const step of deploy.steps) resultOf.get(step.db)!.applied.push(step);
+      for (const step of deploy.steps) resultOf(step.db).applied.push(step);
       Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });
-    });
-    return report;
-  } catch (error) {
-    // An error after databases were created must say so: they are the one change already made.
-    const created = states.filter((s) => s.created).map((s) => s.target.database);
-    if (created.length && error instanceof MigrationError) {
-      throw new MigrationError(`${error.message} (this run created the empty database${created.length > 1 ? "s" : ""} ${created.join(", ")})`, error.db, error.exitCode);
+    } catch (error) {
+      // An error after databases were created must say so: they are the one change already made.
+      const created = states.filter((s) => s.created).map((s) => s.target.database);
+      if (created.length && error instanceof MigrationError) {
+        throw new MigrationError(`${error.message} (this run created the empty database${created.length > 1 ? "s" : ""} ${created.join(", ")})`, error.db, error.exitCode);
+      }
+      throw error;
     }
-    throw error;
-  } finally {
-    await closeStates(states);
-  }
+  });
+  return report;
 }

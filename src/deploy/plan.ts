@@ -1,17 +1,18 @@
-// Reading where a database stands: connect, read what is applied, match it with the files, list
-// what is pending, check the extensions the migrations need. Returns facts and changes nothing: a
-// missing database is planned as empty and only created by `createMissingDatabases`, after every
-// check has passed.
+// Reading where a database stands: what is applied, what history says, how many tables it has, all
+// from one snapshot; matched with the files to list what is pending and what was edited. The checks
+// here run before anything changes and throw one line naming the database. Nothing here writes:
+// a missing database is planned as empty and only created by `createMissingDatabases`.
 import * as path from "path";
 import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "../config";
-import { connectClient, connectServer, createDatabase, describeError, openDataSource } from "../postgres/connect";
-import { settleAll } from "../postgres/sql";
+import { connectClient, connectServer, describeError, openDataSource } from "../postgres/connect";
+import { quoteIdent, settleAll } from "../postgres/sql";
 import { dataSourceOptions } from "../postgres/data-source";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
-import { extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
+import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
+import { checkLoadable, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
 
 export interface DbState {
   db: DbName;
@@ -37,41 +38,82 @@ export interface DbState {
   tableCount: number;
   connectTimeoutMs: number;
   migrationsDir: string;
+  /** The locked session on this database's server, when the state was read under the deploy lock. */
+  session?: ServerSession;
 }
 
-export async function readState(config: Config, db: DbName): Promise<DbState> {
-  const target = config.targets[db];
-  const files = loadMigrationFiles(config.migrationsDir, db);
-  const base = { db, target, files, created: false, connectTimeoutMs: config.connectTimeoutMs, migrationsDir: config.migrationsDir };
-  let dataSource: DataSource;
+interface Snapshot {
+  applied: AppliedMigration[];
+  history: HistoryEntry[];
+  tableCount: number;
+}
+
+/** Applied list, history and table count from one snapshot (REPEATABLE READ, read only). */
+async function readSnapshot(dataSource: DataSource): Promise<Snapshot> {
+  const qr = dataSource.createQueryRunner();
   try {
-    dataSource = await openDataSource(target, config.connectTimeoutMs);
+    await qr.connect();
+    await qr.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const applied = await readApplied(qr);
+    const history = await readHistory(qr);
+    const [{ count }] = await qr.query(`SELECT count(*)::int AS count FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'migrations%'`);
+    await qr.query("COMMIT");
+    return { applied, history, tableCount: count };
+  } catch (error) {
+    await qr.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    await qr.release();
+  }
+}
+
+type Base = Pick<DbState, "db" | "target" | "files" | "connectTimeoutMs" | "migrationsDir" | "session">;
+
+function baseOf(config: Config, db: DbName, files = loadMigrationFiles(config.migrationsDir, db)): Base {
+  return { db, target: config.targets[db], files, connectTimeoutMs: config.connectTimeoutMs, migrationsDir: config.migrationsDir };
+}
+
+/** The state of a database that does not exist: everything pending. */
+function missingState(base: Base): DbState {
+  const dataSource = new DataSource(dataSourceOptions(base.db, base.target.url, base.connectTimeoutMs));
+  return { ...base, dataSource, exists: false, created: false, applied: [], history: [], pending: base.files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
+}
+
+/** Matches what the database says with the files. */
+function stateOf(base: Base, dataSource: DataSource, snap: Snapshot): DbState {
+  const appliedNames = new Set(snap.applied.map((a) => a.name));
+  const fileNames = new Set(base.files.map((f) => f.name));
+  const recorded = recordedChecksums(snap.history);
+  const appliedFiles = base.files.filter((f) => appliedNames.has(f.name));
+  return {
+    ...base, dataSource, ...snap, exists: true, created: false,
+    pending: base.files.filter((f) => !appliedNames.has(f.name)),
+    missingFiles: snap.applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
+    changedFiles: appliedFiles.filter((f) => recorded.has(f.name) && recorded.get(f.name) !== f.checksum),
+    unverified: appliedFiles.filter((f) => !recorded.has(f.name)).map((f) => f.name),
+  };
+}
+
+async function openAndRead(base: Base): Promise<DbState> {
+  const dataSource = await openDataSource(base.target, base.connectTimeoutMs);
+  try {
+    return stateOf(base, dataSource, await readSnapshot(dataSource));
+  } catch (error) {
+    await dataSource.destroy().catch(() => undefined);
+    throw describeError(error, base.target);
+  }
+}
+
+/** Where one database stands, read without the deploy lock (for commands that only read). */
+export async function readState(config: Config, db: DbName): Promise<DbState> {
+  const base = baseOf(config, db);
+  try {
+    return await openAndRead(base);
   } catch (error) {
     // Only the database is missing when the server takes our credentials on its `postgres` database.
     if (!/^database ".*" does not exist/.test((error as Error).message)) throw error;
-    await (await connectServer(target, config.connectTimeoutMs)).end().catch(() => undefined);
-    dataSource = new DataSource(dataSourceOptions(db, target.url, config.connectTimeoutMs));
-    return { ...base, dataSource, exists: false, applied: [], history: [], pending: files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
-  }
-  try {
-    const [applied, history] = await Promise.all([readApplied(dataSource), readHistory(dataSource)]);
-    const appliedNames = new Set(applied.map((a) => a.name));
-    const fileNames = new Set(files.map((f) => f.name));
-    const recorded = recordedChecksums(history);
-    const appliedFiles = files.filter((f) => appliedNames.has(f.name));
-    const [{ count }] = await dataSource.query(
-      `SELECT count(*)::int AS count FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'migrations%'`,
-    );
-    return {
-      ...base, dataSource, applied, history, exists: true, tableCount: count,
-      pending: files.filter((f) => !appliedNames.has(f.name)),
-      missingFiles: applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
-      changedFiles: appliedFiles.filter((f) => recorded.has(f.name) && recorded.get(f.name) !== f.checksum),
-      unverified: appliedFiles.filter((f) => !recorded.has(f.name)).map((f) => f.name),
-    };
-  } catch (error) {
-    await dataSource.destroy().catch(() => undefined);
-    throw describeError(error, target);
+    await (await connectServer(base.target, config.connectTimeoutMs)).end().catch(() => undefined);
+    return missingState(base);
   }
 }
 
@@ -80,11 +122,39 @@ export async function readStates(config: Config, dbs: DbName[]): Promise<DbState
   return settleAll(dbs.map((db) => readState(config, db)), closeStates);
 }
 
-/** Creates the databases that do not exist yet and connects to them. */
+/**
+ * The states a run decides from, read under the deploy lock of `sessions` (which know which
+ * databases exist): one connection per existing database, each read in one snapshot.
+ */
+export async function readLockedStates(config: Config, sessions: ServerSession[]): Promise<DbState[]> {
+  const existing = await Promise.all(sessions.map(existingDatabases));
+  const states = await settleAll(sessions.flatMap((session, i) => session.targets.map(async (target) => {
+    const base = { ...baseOf(config, target.db), session };
+    if (existing[i].has(target.database)) return openAndRead(base);
+    // Not there yet: its own credentials are tried on the server before the run creates it.
+    await (await connectServer(target, config.connectTimeoutMs)).end().catch(() => undefined);
+    return missingState(base);
+  })), closeStates);
+  return states.sort((a, b) => order(a.db) - order(b.db));
+}
+
+const order = (db: DbName) => ["authdb", "apidb", "admindb"].indexOf(db);
+
+/** Creates the databases that do not exist yet (under the deploy lock: no other run races us) and connects to them. */
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
   // All attempts finish (so `created` is true of every database made) before the first error is thrown.
   await settleAll(states.filter((s) => !s.exists).map(async (s) => {
-    s.created = await createDatabase(s.target, s.connectTimeoutMs);
+    const client = s.session?.client ?? (await connectServer(s.target, s.connectTimeoutMs));
+    try {
+      await client.query(`CREATE DATABASE ${quoteIdent(s.target.database)}`);
+      s.created = true;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "42501") throw new MigrationError(`database "${s.target.database}" does not exist and this role may not create it`, s.db);
+      if (code !== "42P04" && code !== "23505") throw describeError(error, s.target); // exists meanwhile: use it
+    } finally {
+      if (!s.session) await client.end().catch(() => undefined);
+    }
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
     s.exists = true;
   }));
@@ -103,14 +173,15 @@ export async function closeStates(states: DbState[]): Promise<void> {
 export async function checkExtensions(state: DbState, files: MigrationFile[]): Promise<void> {
   const needed = extensionsCreatedBy(files);
   if (!needed.length) return;
-  // Asked on the server's `postgres` database when ours does not exist yet.
-  const client = state.exists ? await connectClient(state.target, state.connectTimeoutMs) : await connectServer(state.target, state.connectTimeoutMs);
+  // Asked on the run's server session; without one, on the server's `postgres` database when ours does not exist yet.
+  const own = !state.session;
+  const client = state.session?.client ?? (state.exists ? await connectClient(state.target, state.connectTimeoutMs) : await connectServer(state.target, state.connectTimeoutMs));
   let available: Set<string>;
   try {
     const { rows } = await client.query<{ name: string }>(`SELECT name FROM pg_available_extensions WHERE name = ANY($1)`, [needed]);
     available = new Set(rows.map((r) => r.name));
   } finally {
-    await client.end().catch(() => undefined);
+    if (own) await client.end().catch(() => undefined);
   }
   const missing = needed.filter((n) => !available.has(n));
   if (missing.length) {
@@ -139,4 +210,35 @@ export function checkIntegrity(state: DbState): void {
   if (changed) {
     throw new MigrationError(`applied migration ${changed.file} was edited after it was applied (checksum differs); undo the edit, or accept it with \`npm run migration:repair -- --db ${state.db}\``, state.db);
   }
+}
+
+/**
+ * Every check a run makes before its first change, for the migrations it will apply in `state`:
+ * history matches the files, the database can take migrations, each file compiles and exports its
+ * migration, and the extensions they create are available.
+ */
+export async function checkPlan(state: DbState, todo: MigrationFile[]): Promise<void> {
+  checkIntegrity(state);
+  if (!todo.length) return;
+  checkAdoptable(state);
+  checkLoadable(state.db, todo);
+  await checkExtensions(state, todo);
+}
+
+/**
+ * Runs `body` under the deploy locks of `dbs`, with their states read after the locks were taken:
+ * what a run decides from is what no other run can change until it is done. Closes everything.
+ */
+export async function withLockedStates<T>(
+  config: Config, dbs: DbName[], options: { runId: string; lockTimeoutMs: number; onWait?: LockWait },
+  body: (states: DbState[]) => Promise<T>,
+): Promise<T> {
+  return withLocks(config, dbs, { timeoutMs: options.lockTimeoutMs, runId: options.runId, onWait: options.onWait }, async (sessions) => {
+    const states = await readLockedStates(config, sessions);
+    try {
+      return await body(states);
+    } finally {
+      await closeStates(states);
+    }
+  });
 }

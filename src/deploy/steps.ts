@@ -1,7 +1,7 @@
 // The guarded part of run and revert, in DESIGN.md's order: verified backup, maintenance mode on,
 // the steps one by one, and on failure the steps already done undone newest first; maintenance put
 // back (left on if undoing failed too); schema_version recorded. Returns what happened as data.
-import { backupDatabases, BackupManifest, Progress, pruneBackups } from "../backup/backup";
+import { backupDatabases, BackupManifest, BackupRequest, Progress, pruneBackups } from "../backup/backup";
 import type { Config } from "../config";
 import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
@@ -60,11 +60,17 @@ export function outcomeOf(deploy: DeployResult): Pick<DeployResult, "backup" | "
   return { backup: deploy.backup, maintenance: deploy.maintenance, failure: deploy.failure, warnings: deploy.warnings };
 }
 
+/** Ctrl-C cancels over the server session: the database's own connection is busy with the migration. */
+function cancelVia(state: DbState): ((pid: number) => Promise<unknown>) | undefined {
+  const session = state.session;
+  return session ? (pid) => session.client.query(`SELECT pg_cancel_backend($1)`, [pid]) : undefined;
+}
+
 async function undo(done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
   for (const step of [...done].reverse()) {
     const direction = step.direction === "up" ? "down" : "up";
     try {
-      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts });
+      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts, cancelBackend: cancelVia(step.state) });
       failure.undone.push({ db: step.state.db, name: step.file.name, direction });
     } catch (error) {
       failure.undoFailed = new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, step.state.db).line;
@@ -91,14 +97,20 @@ async function openSettings(config: Config, states: DbState[], warnings: string[
   }
 }
 
+/** What the backup of a database needs to know, from the state the run read under its lock. */
+export function backupRequestOf(state: DbState): BackupRequest {
+  if (!state.session) throw new Error(`${state.db}: a backup needs the run's server session`);
+  return { db: state.db, target: state.target, serverVersion: state.session.serverVersion, serverMajor: state.session.serverMajor, applied: state.applied.map((a) => a.name) };
+}
+
 export async function executeSteps(config: Config, states: DbState[], steps: Step[], options: DeployOptions): Promise<DeployResult> {
   const touched = states.filter((s) => steps.some((st) => st.state === s));
   const result: DeployResult = { steps: [], maintenance: "not-available", schemaVersionRecorded: false, pruned: [], warnings: [] };
 
   if (options.backup) {
     // A database this run created is empty: there is nothing to back up.
-    const requests = touched.filter((s) => !s.created).map((s) => ({ db: s.db, target: s.target }));
-    result.backup = await backupDatabases(requests, { backupDir: config.backupDir, runId: options.runId, reason: options.reason, connectTimeoutMs: config.connectTimeoutMs, progress: options.progress });
+    const requests = touched.filter((s) => !s.created).map(backupRequestOf);
+    result.backup = await backupDatabases(requests, { backupDir: config.backupDir, runId: options.runId, reason: options.reason, compression: config.backupCompression, progress: options.progress });
     if (options.backupKeep !== undefined && requests.length) result.pruned = pruneBackups(config.backupDir, options.backupKeep);
   } else {
     result.backup = { skipped: true };
@@ -121,7 +133,9 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
         const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
         options.progress?.({ ...event, phase: "start" });
         try {
-          const r = await applyMigration(step.state.dataSource, step.file, step.direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts, signal: options.signal });
+          const r = await applyMigration(step.state.dataSource, step.file, step.direction, {
+            runId: options.runId, command: options.reason, timeouts: options.timeouts, signal: options.signal, cancelBackend: cancelVia(step.state),
+          });
           options.progress?.({ ...event, phase: "end" });
           result.steps.push({ ...r, db: step.state.db });
           done.push(step);

@@ -32,6 +32,7 @@ export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10
     logging: false,
     connectTimeoutMS: connectTimeoutMs,
     applicationName: "ai-micro-migrations",
-    extra: { max: 4 },
+    // One connection per database: a run's connection budget (README) counts on it.
+    extra: { max: 1 },
   };
 }

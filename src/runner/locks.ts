@@ -1,48 +1,171 @@
-// The deploy lock: one session-level advisory lock per database, held on its own connection (so a
-// crashed deploy releases it when its connection dies), waited on by polling up to a timeout, and
-// taken for several databases in the fixed order authdb, apidb, admindb (so two runs cannot
-// deadlock), released on every path.
+// The deploy lock. One session-level advisory lock per database, all held on ONE connection per
+// server (its `postgres` database): a run waiting for another holds one connection per server, a
+// crashed run releases its locks when its connection dies, and a database that does not exist yet
+// is locked too, so two runs cannot race to create it. Locks are taken in the fixed order authdb,
+// apidb, admindb (no deadlock), waited on by polling up to a timeout, released on every path.
+// Before anything is locked the server is checked: a primary, not behind a transaction pooler.
+import * as crypto from "crypto";
 import type { Client } from "pg";
-import type { Config } from "../config";
-import { connectClient } from "../postgres/connect";
+import type { Config, DbTarget } from "../config";
+import { connectServer, describeError } from "../postgres/connect";
+import { checkNotPooled, checkPrimary } from "../postgres/server-checks";
 import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 
-/** A fixed key, the same in every copy of this tool, so all runs contend for one lock per database. */
+/** The first key of every lock of this tool; the second one names the database. */
 export const LOCK_KEY = 1_739_416_052;
+const APP_NAME = "ai-micro-migrations";
 
-export async function acquireLock(client: Client, db: DbName, timeoutMs: number): Promise<void> {
-  // The lock session sits idle while the deploy works: a server-wide idle_session_timeout (PG 14+)
-  // must not end it, or a second deploy could get in.
-  await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
+/** The second lock key: a stable 31-bit number from the database's name on the server. */
+export function lockKeyOf(database: string): number {
+  return crypto.createHash("sha256").update(database).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** One connection per server, on which that server's locks are held. */
+export interface ServerSession {
+  /** host:port */
+  server: string;
+  client: Client;
+  /** The targets of this run on that server, in deploy order. */
+  targets: DbTarget[];
+  serverVersion: string;
+  serverMajor: number;
+  /** Databases locked on this session, in the order taken. */
+  locked: string[];
+}
+
+/** Who holds a lock another run is waiting for, as far as this role may see. */
+export interface LockHolder {
+  runId?: string;
+  pid: number;
+  /** When the holding session connected (its run started about then). */
+  since?: Date;
+  application?: string;
+}
+
+export type LockWait = (event: { db: DbName; holder?: LockHolder; waitMs: number }) => void;
+
+function serverOf(target: DbTarget): string {
+  const u = new URL(target.url);
+  return `${u.hostname}:${u.port || 5432}`;
+}
+
+/**
+ * Opens and checks one session per server of `dbs` (in parallel). Refuses a standby or a pooler
+ * before any lock or setting is taken. The caller ends the sessions (`closeSessions`).
+ */
+export async function openSessions(config: Config, dbs: DbName[], runId: string): Promise<ServerSession[]> {
+  const byServer = new Map<string, DbTarget[]>();
+  for (const db of DATABASES.filter((d) => dbs.includes(d))) {
+    const t = config.targets[db];
+    byServer.set(serverOf(t), [...(byServer.get(serverOf(t)) ?? []), t]);
+  }
+  const opened: ServerSession[] = [];
+  const results = await Promise.allSettled([...byServer.entries()].map(async ([server, targets]) => {
+    const first = targets[0];
+    const client = await connectServer(first, config.connectTimeoutMs);
+    const session: ServerSession = { server, client, targets, serverVersion: "", serverMajor: 0, locked: [] };
+    opened.push(session);
+    try {
+      // Checked first, with plain SELECTs only: nothing may be SET through a pooler.
+      await checkNotPooled(client, first, () => connectServer(first, config.connectTimeoutMs));
+      await checkPrimary(client, first);
+      const { rows } = await client.query<{ v: string; n: number }>(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
+      session.serverVersion = rows[0].v;
+      session.serverMajor = Math.floor(rows[0].n / 10000);
+      // The session sits idle while the deploy works: a server-wide idle_session_timeout (PG 14+)
+      // must not end it, or a second run could get in. Named, so a waiting run can say whose it is.
+      await client.query(`SELECT set_config('idle_session_timeout', '0', false), set_config('application_name', $1, false)`, [`${APP_NAME} run ${runId}`]).catch(() => undefined);
+    } catch (error) {
+      throw describeError(error, first);
+    }
+    return session;
+  }));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    await closeSessions(opened);
+    throw failed.reason;
+  }
+  // Deploy order: the session of authdb's server first.
+  return DATABASES.flatMap((db) => opened.filter((s) => s.targets[0].db === db));
+}
+
+async function holderOf(client: Client, database: string): Promise<LockHolder | undefined> {
+  const { rows } = await client.query<{ pid: number; application_name: string | null; backend_start: Date | null }>(
+    `SELECT l.pid, a.application_name, a.backend_start FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = $2::int::oid AND l.objsubid = 2
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+     LIMIT 1`,
+    [LOCK_KEY, lockKeyOf(database)],
+  ).catch(() => ({ rows: [] as Array<{ pid: number; application_name: string | null; backend_start: Date | null }> }));
+  const row = rows[0];
+  if (!row) return undefined;
+  const runId = /run (\S+)$/.exec(row.application_name ?? "")?.[1];
+  return { pid: row.pid, runId, since: row.backend_start ?? undefined, application: row.application_name ?? undefined };
+}
+
+/** Takes the lock of `target` on `client` (a session on its server), waiting up to `timeoutMs`. */
+export async function acquireLock(client: Client, target: DbTarget, timeoutMs: number, onWait?: LockWait): Promise<void> {
+  const key = lockKeyOf(target.database);
   const deadline = Date.now() + timeoutMs;
+  let told = false;
   for (;;) {
-    const { rows } = await client.query(`SELECT pg_try_advisory_lock($1) AS locked`, [LOCK_KEY]);
+    const { rows } = await client.query(`SELECT pg_try_advisory_lock($1::int, $2::int) AS locked`, [LOCK_KEY, key]);
     if (rows[0].locked) return;
+    if (!told) {
+      told = true;
+      onWait?.({ db: target.db, holder: await holderOf(client, target.database), waitMs: timeoutMs });
+    }
     if (Date.now() >= deadline) {
-      throw new MigrationError(`another migration run holds the lock; gave up after ${Math.round(timeoutMs / 1000)} s (MIGRATION_LOCK_WAIT_MS)`, db);
+      const holder = await holderOf(client, target.database);
+      const who = holder?.runId ? `run ${holder.runId}` : "another migration run";
+      throw new MigrationError(`${who} holds the deploy lock; gave up after ${Math.round(timeoutMs / 1000)} s (MIGRATION_LOCK_WAIT_MS)`, target.db);
     }
     await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
   }
 }
 
-export async function releaseLock(client: Client): Promise<void> {
-  await client.query(`SELECT pg_advisory_unlock($1)`, [LOCK_KEY]).catch(() => undefined);
+export async function releaseLock(client: Client, database: string): Promise<void> {
+  await client.query(`SELECT pg_advisory_unlock($1::int, $2::int)`, [LOCK_KEY, lockKeyOf(database)]).catch(() => undefined);
 }
 
-export async function withLocks<T>(config: Config, dbs: DbName[], timeoutMs: number, body: () => Promise<T>): Promise<T> {
-  const held: Client[] = [];
+/** Locks every target of every session, in deploy order. */
+export async function lockSessions(sessions: ServerSession[], timeoutMs: number, onWait?: LockWait): Promise<void> {
+  const all = sessions.flatMap((s) => s.targets.map((t) => ({ s, t })));
+  for (const db of DATABASES) {
+    for (const { s, t } of all.filter((x) => x.t.db === db)) {
+      await acquireLock(s.client, t, timeoutMs, onWait);
+      s.locked.push(t.database);
+    }
+  }
+}
+
+/** Which of the session's databases exist now (read under the lock, so no other run creates one meanwhile). */
+export async function existingDatabases(session: ServerSession): Promise<Set<string>> {
+  const names = session.targets.map((t) => t.database);
+  const { rows } = await session.client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname = ANY($1)`, [names]);
+  return new Set(rows.map((r) => r.datname));
+}
+
+/** Releases the locks and ends the sessions. */
+export async function closeSessions(sessions: ServerSession[]): Promise<void> {
+  await Promise.all(sessions.map(async (s) => {
+    for (const database of [...s.locked].reverse()) await releaseLock(s.client, database);
+    s.locked = [];
+    await s.client.end().catch(() => undefined);
+  }));
+}
+
+/** Runs `body` holding the deploy locks of `dbs`. */
+export async function withLocks<T>(
+  config: Config, dbs: DbName[], options: { timeoutMs: number; runId: string; onWait?: LockWait },
+  body: (sessions: ServerSession[]) => Promise<T>,
+): Promise<T> {
+  const sessions = await openSessions(config, dbs, options.runId);
   try {
-    for (const db of DATABASES.filter((d) => dbs.includes(d))) {
-      const client = await connectClient(config.targets[db], config.connectTimeoutMs);
-      held.push(client);
-      await acquireLock(client, db, timeoutMs);
-    }
-    return await body();
+    await lockSessions(sessions, options.timeoutMs, options.onWait);
+    return await body(sessions);
   } finally {
-    for (const client of held.reverse()) {
-      await releaseLock(client);
-      await client.end().catch(() => undefined);
-    }
+    await closeSessions(sessions);
   }
 }

@@ -70,9 +70,10 @@ function loadClass(db: DbName, full: string, expectedName: string, checksum: str
   const found = Object.values(exported).find(
     (v): v is new () => MigrationInterface => typeof v === "function" && typeof (v as { prototype?: { up?: unknown } }).prototype?.up === "function",
   );
-  if (!found) throw new MigrationError(`${path.basename(full)} exports no migration class`, db);
+  const shown = path.relative(PROJECT_ROOT, full);
+  if (!found) throw new MigrationError(`${shown} exports no migration class (a class with up and down)`, db);
   const name = new found().name ?? found.name;
-  if (name !== expectedName) throw new MigrationError(`${path.basename(full)}: migration is named ${name}, its class declaration says ${expectedName}`, db);
+  if (name !== expectedName) throw new MigrationError(`${shown}: migration is named ${name}, its class declaration says ${expectedName}`, db);
   return found;
 }
 
@@ -90,6 +91,42 @@ export function extensionsCreatedBy(files: MigrationFile[]): string[] {
     for (const m of source.matchAll(/CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?\\?"?([\w-]+)/gi)) names.add(m[1]);
   }
   return [...names];
+}
+
+/**
+ * Syntax errors of a migration source, as `file:line:col: message` lines (relative path). Only the
+ * syntax: a type error does not stop TypeScript from emitting JavaScript that runs.
+ */
+export function syntaxErrors(file: MigrationFile): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = require("typescript") as typeof import("typescript");
+  const source = fs.readFileSync(file.path, "utf8");
+  const out = ts.transpileModule(source, { fileName: file.path, reportDiagnostics: true, compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, experimentalDecorators: true } });
+  return (out.diagnostics ?? []).map((d) => {
+    const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
+    const at = where ? `:${where.line + 1}:${where.character + 1}` : "";
+    return `${file.file}${at}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`;
+  });
+}
+
+/**
+ * Compiles and loads each migration before a run changes anything, so a broken file stops the run
+ * in its plan, naming the file, line and column, instead of half way through the deploy.
+ */
+export function checkLoadable(db: DbName, files: MigrationFile[]): void {
+  for (const file of files) {
+    if (file.path.endsWith(".ts") && !compiledTwin(file.path, file.checksum)) {
+      const [first] = syntaxErrors(file);
+      if (first) throw new MigrationError(first, db);
+    }
+    try {
+      void file.migration;
+    } catch (error) {
+      if (error instanceof MigrationError) throw error;
+      const message = String((error as Error)?.message ?? error).split("\n").find((l) => l.trim() && !/Unable to compile/.test(l)) ?? "cannot be loaded";
+      throw new MigrationError(`${file.file}: ${message.trim()}`, db);
+    }
+  }
 }
 
 /** All migrations of a database, oldest first. */
@@ -119,6 +156,12 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
         return (instance ??= new this.migrationClass());
       },
     });
+  }
+  const seen = new Map<string, string>();
+  for (const m of listed) {
+    const other = seen.get(m.name);
+    if (other) throw new MigrationError(`${path.basename(other)} and ${path.basename(m.file)} both declare migration ${m.name}`, db);
+    seen.set(m.name, m.file);
   }
   return listed.sort((a, b) => a.timestamp - b.timestamp || a.name.localeCompare(b.name));
 }

@@ -42,7 +42,11 @@ export async function applyMigration(
   dataSource: DataSource,
   file: MigrationFile,
   direction: "up" | "down",
-  context: { runId: string; command: string; timeouts: Timeouts; signal?: AbortSignal },
+  context: {
+    runId: string; command: string; timeouts: Timeouts; signal?: AbortSignal;
+    /** Cancels a backend's statement from another connection (the run's server session), for Ctrl-C. */
+    cancelBackend?: (pid: number) => Promise<unknown>;
+  },
 ): Promise<StepResult> {
   const overrides = file.migration as unknown as MigrationOverrides;
   const timeouts = { ...context.timeouts, ...(overrides.timeouts ?? {}) };
@@ -55,7 +59,8 @@ export async function applyMigration(
     if (context.signal) {
       // Ctrl-C cancels the running statement, so the migration rolls back now rather than at its end.
       const [{ pid }] = await qr.query(`SELECT pg_backend_pid() AS pid`);
-      cancel = () => void dataSource.query(`SELECT pg_cancel_backend($1)`, [pid]).catch(() => undefined);
+      const cancelBackend = context.cancelBackend ?? ((p: number) => dataSource.query(`SELECT pg_cancel_backend($1)`, [p]));
+      cancel = () => void cancelBackend(pid).catch(() => undefined);
       if (context.signal.aborted) throw new Error("interrupted");
       context.signal.addEventListener("abort", cancel, { once: true });
     }
