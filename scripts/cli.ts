@@ -1,14 +1,17 @@
 // The command line behind the npm scripts: parses flags, loads the configuration, calls one core
 // command, prints its report. Errors are one line on stderr; exit 0 done, 1 failed, 2 bad usage.
+// Every setting and flag is checked before anything starts (the embedded server) or is written.
 import "reflect-metadata";
 import "../src/quiet-warnings";
-import { parseArgs } from "util";
+import * as fs from "fs";
+import * as path from "path";
 import { Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
 import { destroyCluster, stopCluster } from "../src/postgres/local-cluster";
 import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/runner/migrator";
+import { checkMigrationName } from "../src/schema/render-migration";
 import { runMigrations, RunOptions } from "../src/commands/run";
 import { backupCommand } from "../src/commands/backup";
 import { checkDatabases } from "../src/commands/check";
@@ -19,32 +22,8 @@ import { revertMigrations, RevertTarget } from "../src/commands/revert";
 import { showMigrations } from "../src/commands/show";
 import { generateMigrations } from "../src/commands/generate";
 import { createMigration } from "../src/commands/create";
+import { closestCommand, commandList, CommandDef, Flags, parseCommand } from "./command-line";
 import * as print from "./print";
-
-const FLAGS = {
-  db: { type: "string", multiple: true },
-  to: { type: "string" },
-  steps: { type: "string" },
-  "dry-run": { type: "boolean" },
-  "no-backup": { type: "boolean" },
-  json: { type: "boolean" },
-  check: { type: "boolean" },
-  verbose: { type: "boolean" },
-  into: { type: "string" },
-  "shadow-url": { type: "string" },
-  keep: { type: "string" },
-} as const;
-
-type Flags = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K] extends { multiple: true } ? string[] : (typeof FLAGS)[K] extends { type: "boolean" } ? boolean : string };
-
-function parse(argv: string[]): { flags: Flags; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
-    return { flags: values as Flags, positionals };
-  } catch (error) {
-    throw new UsageError((error as Error).message.split("\n")[0].replace(/^TypeError \[\w+\]: /, ""));
-  }
-}
 
 function selectedDbs(flags: Flags): DbName[] {
   if (!flags.db?.length) return [...DATABASES];
@@ -90,8 +69,11 @@ function interruptSignal(json: boolean): AbortSignal {
   return controller.signal;
 }
 
-function deployOptions(flags: Flags, json: boolean): DeployFlags {
-  const skipBackup = !!flags["no-backup"];
+type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
+
+function deployOptions(flags: Flags): DeployFlags {
+  const json = !!flags.json;
+  const skipBackup = flags.backup === false;
   if (skipBackup) console.error("warning: --no-backup: no backup is taken; a failed run can only be undone by its down migrations");
   return {
     timeouts: timeouts(),
@@ -103,11 +85,9 @@ function deployOptions(flags: Flags, json: boolean): DeployFlags {
   };
 }
 
-type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
-
 /** --shadow-url or MIGRATION_SHADOW_URL; a password belongs in the environment, never in arguments. */
 function shadowUrl(flags: Flags): string | undefined {
-  const fromFlag = flags["shadow-url"];
+  const fromFlag = flags.shadowUrl;
   if (fromFlag) {
     let password = "";
     try {
@@ -128,8 +108,19 @@ function deployLockWaitMs(): number {
   return value;
 }
 
+/** `--env <name>`: `.env.<name>` then `.env`, each setting only what is still unset (the environment wins). */
+function readEnvFiles(name: string | undefined): void {
+  if (name !== undefined) {
+    if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--env "${name}": expected a name like staging (reads .env.staging)`);
+    const file = path.resolve(`.env.${name}`);
+    if (!fs.existsSync(file)) throw new UsageError(`--env ${name}: ${path.basename(file)} not found in ${path.dirname(file)}`);
+    readDotEnv(process.env, file);
+  }
+  readDotEnv();
+}
+
 /** The configuration, starting the embedded server first when nothing is configured. */
-async function configure(json: boolean): Promise<Config> {
+async function configure(flags: Flags): Promise<Config> {
   let created = false;
   if (isUnconfigured(process.env) && !isProduction(process.env)) {
     loadConfig(process.env, { embeddedUrl: () => "postgres://check@127.0.0.1:1/postgres" }); // settings checked before anything starts
@@ -140,26 +131,35 @@ async function configure(json: boolean): Promise<Config> {
     }
   }
   const config = loadConfig(process.env, { embeddedUrl });
-  if (!json) console.log(describeServer(config) + (created ? " (created now)" : ""));
+  if (!flags.json) console.log(`${flags.env ? `env ${flags.env}: ` : ""}${describeServer(config)}${created ? " (created now)" : ""}`);
   return config;
 }
 
-async function main(argv: string[]): Promise<number> {
-  readDotEnv(); // first: every setting below may come from .env
-  const [command, ...rest] = argv;
-  const { flags, positionals } = parse(rest);
-  const json = !!flags.json;
-  const emit = (report: unknown, human: () => void) => (json ? console.log(JSON.stringify(report, null, 2)) : human());
+/** The JSON report with --json, else the human lines. */
+function emit(flags: Flags, report: unknown, human: () => void): void {
+  if (flags.json) console.log(JSON.stringify(report, null, 2));
+  else human();
+}
 
-  switch (command) {
-    case "migration:run": {
-      const options = { ...deployOptions(flags, json), dbs: selectedDbs(flags), to: flags.to, dryRun: flags["dry-run"] };
-      const config = await configure(json);
-      const report = await runMigrations(config, options);
-      emit(report, () => print.run(report));
+const COMMANDS: CommandDef[] = [
+  {
+    name: "migration:run",
+    summary: "the deploy: apply pending migrations, each database backed up first",
+    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, json: true },
+    example: "npm run migration:run -- --db apidb --dry-run",
+    async run(flags) {
+      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun };
+      const report = await runMigrations(await configure(flags), options);
+      emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
-    }
-    case "migration:revert": {
+    },
+  },
+  {
+    name: "migration:revert",
+    summary: "undo the last deploy, or migrations of one database",
+    flags: { db: "the one database to revert (with --steps or --to)", steps: true, to: "undo everything after <name> in --db (base: everything)", dryRun: true, backup: true, keep: true, json: true },
+    example: "npm run migration:revert -- --db apidb --steps 1",
+    async run(flags) {
       let target: RevertTarget = { kind: "last-run" };
       if (flags.db?.length || flags.steps || flags.to) {
         const db = oneDb(flags, "migration:revert with --steps or --to");
@@ -171,97 +171,181 @@ async function main(argv: string[]): Promise<number> {
           target = { kind: "steps", db, steps };
         }
       }
-      const options = { ...deployOptions(flags, json), target, dryRun: flags["dry-run"] };
-      const config = await configure(json);
-      const report = await revertMigrations(config, options);
-      emit(report, () => print.revert(report));
+      const options = { ...deployOptions(flags), target, dryRun: flags.dryRun };
+      const report = await revertMigrations(await configure(flags), options);
+      emit(flags, report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
-    }
-    case "migration:show": {
+    },
+  },
+  {
+    name: "migration:show",
+    summary: "per database: applied and pending migrations, the last run",
+    flags: { db: true, json: true },
+    example: "npm run migration:show -- --db apidb --json",
+    async run(flags) {
       const dbs = selectedDbs(flags);
-      const config = await configure(json);
-      const report = await showMigrations(config, dbs);
-      emit(report, () => print.show(report));
+      const report = await showMigrations(await configure(flags), dbs);
+      emit(flags, report, () => print.show(report));
       return EXIT.ok;
-    }
-    case "migration:check": {
+    },
+  },
+  {
+    name: "migration:check",
+    summary: "entity, history and schema drift; exit 1 on any",
+    flags: { db: true, shadowUrl: true, json: true },
+    example: "npm run migration:check -- --db admindb",
+    async run(flags) {
       const dbs = selectedDbs(flags);
       const options = { shadowUrl: shadowUrl(flags) };
-      const config = await configure(json);
-      const report = await checkDatabases(config, dbs, options);
-      emit(report, () => print.check(report));
+      const report = await checkDatabases(await configure(flags), dbs, options);
+      emit(flags, report, () => print.check(report));
       return report.ok ? EXIT.ok : EXIT.failed;
-    }
-    case "migration:baseline": {
+    },
+  },
+  {
+    name: "migration:baseline",
+    summary: "adopt databases built by the legacy init.sql",
+    flags: { db: true, shadowUrl: true, json: true },
+    example: "npm run migration:baseline -- --db authdb",
+    async run(flags) {
       const dbs = selectedDbs(flags);
       const options = { shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs() };
-      const config = await configure(json);
-      const report = await baselineDatabases(config, dbs, options);
-      emit(report, () => print.baseline(report));
+      const report = await baselineDatabases(await configure(flags), dbs, options);
+      emit(flags, report, () => print.baseline(report));
       return report.ok ? EXIT.ok : EXIT.failed;
-    }
-    case "migration:repair": {
+    },
+  },
+  {
+    name: "migration:repair",
+    summary: "accept deliberate edits of applied migrations (new checksums)",
+    flags: { db: true, json: true },
+    example: "npm run migration:repair -- --db apidb",
+    async run(flags) {
       const dbs = selectedDbs(flags);
       const lockWait = deployLockWaitMs();
-      const config = await configure(json);
-      const report = await repairChecksums(config, dbs, lockWait);
-      emit(report, () => print.repair(report));
+      const report = await repairChecksums(await configure(flags), dbs, lockWait);
+      emit(flags, report, () => print.repair(report));
       return EXIT.ok;
-    }
-    case "migration:generate": {
+    },
+  },
+  {
+    name: "migration:generate",
+    summary: "write a migration where the entities differ from the database",
+    argument: { name: "[Name]", description: "the migration's name, PascalCase (not with --check)" },
+    usage: "[<Name>] [options]",
+    flags: { db: true, check: true, json: true },
+    example: "npm run migration:generate -- AddBirthDate",
+    async run(flags, name) {
       const dbs = selectedDbs(flags);
-      const config = await configure(json);
-      const report = await generateMigrations(config, { name: positionals[0], dbs, check: flags.check });
-      emit(report, () => print.generate(report, !!flags.check));
+      if (!flags.check) checkMigrationName(name);
+      const report = await generateMigrations(await configure(flags), { name, dbs, check: flags.check });
+      emit(flags, report, () => print.generate(report, !!flags.check));
       return flags.check && report.databases.some((d) => d.changed) ? EXIT.failed : EXIT.ok;
-    }
-    case "migration:create": {
+    },
+  },
+  {
+    name: "migration:create",
+    summary: "an empty migration for one database, to write by hand",
+    argument: { name: "<Name>", description: "the migration's name, PascalCase" },
+    usage: "<Name> --db <db> [options]",
+    flags: { db: "the database it is for (required)", json: true },
+    example: "npm run migration:create -- BackfillNames --db apidb",
+    async run(flags, name) {
       const db = oneDb(flags, "migration:create");
-      const file = createMigration(migrationsRootFrom(process.env), positionals[0], db);
-      emit({ command: "create", db, file }, () => console.log(`${db}: created ${file}`));
+      const file = createMigration(migrationsRootFrom(process.env), name, db);
+      emit(flags, { command: "create", db, file }, () => console.log(`${db}: created ${file}`));
       return EXIT.ok;
-    }
-    case "db:backup": {
+    },
+  },
+  {
+    name: "db:backup",
+    summary: "back up the databases (the deploy's backup step on its own)",
+    flags: { db: true, keep: true, json: true },
+    example: "npm run db:backup -- --db admindb --keep 10",
+    async run(flags) {
       const dbs = selectedDbs(flags);
       const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
       const lockWait = deployLockWaitMs();
-      const config = await configure(json);
-      const report = await backupCommand(config, dbs, keep, json ? undefined : print.progress, lockWait);
-      emit(report, () => print.backup(report));
+      const report = await backupCommand(await configure(flags), dbs, keep, flags.json ? undefined : print.progress, lockWait);
+      emit(flags, report, () => print.backup(report));
       return EXIT.ok;
-    }
-    case "db:restore": {
-      if (!positionals[0]) throw new UsageError("db:restore needs a backup: a run id or a <db>.dump file (npm run db:restore -- <run id> [--db <db>] [--into <name>])");
+    },
+  },
+  {
+    name: "db:restore",
+    summary: "restore one or all databases from a backup, verified",
+    argument: { name: "<backup>", description: "a backup run id, or a <db>.dump file" },
+    usage: "<backup> [options]",
+    flags: { db: "restore only this database", into: true, json: true },
+    example: "npm run db:restore -- 20250101T120000Z-ab12 --db apidb --into apidb_restored",
+    async run(flags, backup) {
       const db = flags.db?.length ? oneDb(flags, "db:restore") : undefined;
       const lockTimeoutMs = deployLockWaitMs();
-      const config = await configure(json);
-      const report = await restoreBackup(config, { backup: positionals[0], db, into: flags.into, lockTimeoutMs });
-      emit(report, () => print.restore(report));
+      const report = await restoreBackup(await configure(flags), { backup: backup!, db, into: flags.into, lockTimeoutMs });
+      emit(flags, report, () => print.restore(report));
       return EXIT.ok;
-    }
-    case "db:up": {
+    },
+  },
+  {
+    name: "db:up",
+    summary: "start the embedded local PostgreSQL (.pgdata/), creating it first",
+    flags: {},
+    example: "npm run db:up",
+    async run() {
       const { created, port } = await startEmbedded();
       console.log(`embedded PostgreSQL ${created ? "created and " : ""}running on 127.0.0.1:${port} (data in .pgdata/)`);
       return EXIT.ok;
-    }
-    case "db:down":
+    },
+  },
+  {
+    name: "db:down",
+    summary: "stop the embedded local PostgreSQL",
+    flags: {},
+    example: "npm run db:down",
+    async run() {
       stopCluster(EMBEDDED_ROOT);
       console.log("embedded PostgreSQL stopped");
       return EXIT.ok;
-    case "db:reset": {
+    },
+  },
+  {
+    name: "db:reset",
+    summary: "recreate the embedded local PostgreSQL, empty",
+    flags: {},
+    example: "npm run db:reset",
+    async run() {
       destroyCluster(EMBEDDED_ROOT);
       const { port } = await startEmbedded();
       console.log(`embedded PostgreSQL recreated, empty, on 127.0.0.1:${port}`);
       return EXIT.ok;
-    }
-    default:
-      throw new UsageError(`unknown command "${command ?? ""}"`);
+    },
+  },
+];
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    const def = COMMANDS.find((c) => c.name === rest[0]);
+    if (name === "help" && def) parseCommand(def, ["--help"]);
+    else process.stdout.write(commandList(COMMANDS));
+    return EXIT.ok;
   }
+  const def = COMMANDS.find((c) => c.name === name);
+  if (!def) {
+    const closest = closestCommand(COMMANDS, name);
+    process.stdout.write(commandList(COMMANDS));
+    throw new UsageError(`unknown command "${name}"${closest ? ` (did you mean ${closest}?)` : ""}`);
+  }
+  const parsed = parseCommand(def, rest); // first: a bad flag changes nothing, reads nothing
+  if (!parsed) return EXIT.ok; // --help
+  readEnvFiles(parsed.flags.env); // then: every setting the command checks may come from .env files
+  return def.run(parsed.flags, parsed.argument);
 }
 
 function passwordsInEnv(): string[] {
   const out: string[] = [];
-  for (const key of ["DATABASE_URL", "AUTHDB_URL", "APIDB_URL", "ADMINDB_URL", "MIGRATION_SHADOW_URL", "PGPASSWORD"]) {
+  const urls = ["DATABASE", "AUTHDB", "APIDB", "ADMINDB"].flatMap((v) => [`${v}_URL`, `${v}_DIRECT_URL`]);
+  for (const key of [...urls, "MIGRATION_SHADOW_URL", "PGPASSWORD"]) {
     const value = process.env[key];
     if (!value) continue;
     if (key === "PGPASSWORD") out.push(value);
