@@ -24,6 +24,7 @@ import { generateMigrations } from "../src/commands/generate";
 import { createMigration } from "../src/commands/create";
 import { closestCommand, commandList, CommandDef, Flags, parseCommand } from "./command-line";
 import * as print from "./print";
+import type { Progress } from "../src/backup/backup";
 
 function selectedDbs(flags: Flags): DbName[] {
   if (!flags.db?.length) return [...DATABASES];
@@ -80,8 +81,24 @@ function deployOptions(flags: Flags): DeployFlags {
     lockTimeoutMs: deployLockWaitMs(),
     backup: !skipBackup,
     backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
-    progress: json ? undefined : print.progress,
+    progress: progressFor(json),
+    onWait: print.waiting,
     signal: interruptSignal(json),
+  };
+}
+
+/**
+ * The progress reporter: printed unless --json. MIGRATION_TEST_KILL_AT=<n> (tests only) makes the
+ * process SIGKILL itself at the n-th progress event, so a test can kill a deploy at exact points.
+ */
+function progressFor(json: boolean): Progress | undefined {
+  const show = json ? undefined : print.progress;
+  const killAt = Number(process.env.MIGRATION_TEST_KILL_AT ?? 0);
+  if (!killAt) return show;
+  let events = 0;
+  return (event) => {
+    show?.(event);
+    if (++events === killAt) process.kill(process.pid, "SIGKILL");
   };
 }
 
@@ -209,7 +226,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:baseline -- --db authdb",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const options = { shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs() };
+      const options = { shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting };
       const report = await baselineDatabases(await configure(flags), dbs, options);
       emit(flags, report, () => print.baseline(report));
       return report.ok ? EXIT.ok : EXIT.failed;
@@ -223,7 +240,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const dbs = selectedDbs(flags);
       const lockWait = deployLockWaitMs();
-      const report = await repairChecksums(await configure(flags), dbs, lockWait);
+      const report = await repairChecksums(await configure(flags), dbs, lockWait, print.waiting);
       emit(flags, report, () => print.repair(report));
       return EXIT.ok;
     },
@@ -266,7 +283,7 @@ const COMMANDS: CommandDef[] = [
       const dbs = selectedDbs(flags);
       const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
       const lockWait = deployLockWaitMs();
-      const report = await backupCommand(await configure(flags), dbs, keep, flags.json ? undefined : print.progress, lockWait);
+      const report = await backupCommand(await configure(flags), dbs, keep, progressFor(!!flags.json), lockWait, print.waiting);
       emit(flags, report, () => print.backup(report));
       return EXIT.ok;
     },

@@ -8,6 +8,7 @@ import type { RestoreReport } from "../src/backup/restore";
 import type { CheckReport } from "../src/commands/check";
 import type { BaselineReport } from "../src/commands/baseline";
 import type { RepairReport } from "../src/commands/repair";
+import type { LockHolder } from "../src/runner/locks";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`);
 
@@ -39,6 +40,13 @@ export function progress(event: { db: string; step: string; detail?: string; pha
     running.set(key, { started, timer });
   };
   tick(2_000);
+}
+
+/** A run that waits for another's deploy lock says whose, since when, and for how long it will wait. */
+export function waiting(event: { db: string; holder?: LockHolder; waitMs: number }): void {
+  const h = event.holder;
+  const who = h ? `${h.runId ? `run ${h.runId}` : "another session"} (pid ${h.pid}${h.since ? `, since ${h.since.toISOString().replace(/\.\d+Z$/, "Z")}` : ""})` : "another run";
+  console.error(`${event.db}: waiting for the deploy lock held by ${who}; up to ${Math.round(event.waitMs / 1000)} s (MIGRATION_LOCK_WAIT_MS)`);
 }
 
 function backupLine(backup: RunReport["backup"]): void {

@@ -8,6 +8,7 @@ import type { DbTarget } from "../config";
 import { DbName, isDbName } from "../databases";
 import { MigrationError } from "../errors";
 import { settleAll } from "../postgres/sql";
+import { applicationName } from "../postgres/data-source";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 
 export const MANIFEST = "manifest.json";
@@ -77,22 +78,22 @@ export async function sha256Of(file: string): Promise<string> {
  * contents records where each table's data is, which parallel restore (`pg_restore -j`) needs.
  * pg_dump fsyncs it before exiting.
  */
-async function dumpTo(file: string, target: DbTarget, compression: number): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
+async function dumpTo(file: string, target: DbTarget, compression: number, runId: string): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
   fs.closeSync(fs.openSync(file, "wx", 0o600));
   // The newest pg_dump installed: one older than the server refuses, and says so.
-  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000", "-f", file], pgEnv(target));
+  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000", "-f", file], pgEnv(target, undefined, `${applicationName(runId)} pg_dump`));
   if (result.code !== 0) return { sha256: "", size: 0, stderr: result.stderr, code: result.code };
   return { sha256: await sha256Of(file), size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
 }
 
-async function backupOne(request: BackupRequest, dir: string, compression: number, progress?: Progress): Promise<BackupEntry> {
+async function backupOne(request: BackupRequest, dir: string, compression: number, runId: string, progress?: Progress): Promise<BackupEntry> {
   const { db, target } = request;
   const started = Date.now();
   const file = path.join(dir, `${db}.dump`);
   progress?.({ db, step: "backup", phase: "start" });
   let dump: Awaited<ReturnType<typeof dumpTo>>;
   try {
-    dump = await dumpTo(file, target, compression);
+    dump = await dumpTo(file, target, compression, runId);
   } catch (error) {
     dump = { sha256: "", size: 0, stderr: String((error as Error).message), code: -1 };
   }
@@ -123,7 +124,7 @@ export async function backupDatabases(
     manifest.databases = entries;
     writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
   };
-  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.compression, options.progress)), write));
+  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.compression, options.runId, options.progress)), write));
   return { dir, manifest };
 }
 

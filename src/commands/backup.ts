@@ -5,6 +5,7 @@ import type { DbName } from "../databases";
 import { checkExists, withLockedStates } from "../deploy/plan";
 import { backupRequestOf } from "../deploy/steps";
 import { newRunId } from "../run-id";
+import type { LockWait } from "../runner/locks";
 
 export interface BackupReport {
   command: "backup";
@@ -14,9 +15,9 @@ export interface BackupReport {
   pruned: string[];
 }
 
-export async function backupCommand(config: Config, dbs: DbName[], keep: number | undefined, progress?: Progress, lockTimeoutMs = 120_000): Promise<BackupReport> {
+export async function backupCommand(config: Config, dbs: DbName[], keep: number | undefined, progress?: Progress, lockTimeoutMs = 120_000, onWait?: LockWait): Promise<BackupReport> {
   const runId = newRunId();
-  const { dir, manifest } = await withLockedStates(config, dbs, { runId, lockTimeoutMs }, (states) => {
+  const { dir, manifest } = await withLockedStates(config, dbs, { runId, lockTimeoutMs, onWait }, (states) => {
     states.forEach(checkExists);
     const requests = states.map(backupRequestOf);
     return backupDatabases(requests, { backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, progress });

@@ -8,6 +8,7 @@ import type { DbName } from "../databases";
 import { ensureBookkeeping, recordApplied, recordHistory } from "../runner/history";
 import { checkExists, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
+import type { LockWait } from "../runner/locks";
 import { shadowCatalog } from "../schema/shadow";
 
 export interface DbBaselineResult {
@@ -24,10 +25,10 @@ export interface BaselineReport {
   databases: DbBaselineResult[];
 }
 
-export async function baselineDatabases(config: Config, dbs: DbName[], options: { shadowUrl?: string; lockTimeoutMs: number }): Promise<BaselineReport> {
+export async function baselineDatabases(config: Config, dbs: DbName[], options: { shadowUrl?: string; lockTimeoutMs: number; onWait?: LockWait }): Promise<BaselineReport> {
   const runId = newRunId();
   const databases: DbBaselineResult[] = [];
-  await withLockedStates(config, dbs, { runId, lockTimeoutMs: options.lockTimeoutMs }, async (states) => {
+  await withLockedStates(config, dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
     states.forEach(checkExists);
     {
       for (const s of states) {

@@ -5,6 +5,7 @@ import type { DbName } from "../databases";
 import { recordHistory } from "../runner/history";
 import { checkExists, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
+import type { LockWait } from "../runner/locks";
 
 export interface RepairReport {
   command: "repair";
@@ -12,10 +13,10 @@ export interface RepairReport {
   databases: Array<{ db: DbName; accepted: Array<{ name: string; file: string; checksum: string }> }>;
 }
 
-export async function repairChecksums(config: Config, dbs: DbName[], lockTimeoutMs: number): Promise<RepairReport> {
+export async function repairChecksums(config: Config, dbs: DbName[], lockTimeoutMs: number, onWait?: LockWait): Promise<RepairReport> {
   const runId = newRunId();
   const databases: RepairReport["databases"] = [];
-  await withLockedStates(config, dbs, { runId, lockTimeoutMs }, async (states) => {
+  await withLockedStates(config, dbs, { runId, lockTimeoutMs, onWait }, async (states) => {
     states.forEach(checkExists);
     {
       for (const s of states) {

@@ -3,7 +3,7 @@
 import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
 import { UsageError } from "../errors";
-import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy/steps";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
 import type { LockWait } from "../runner/locks";
 import { checkLoadable, MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
@@ -131,7 +131,11 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
 
   await withLockedStates(config, dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (all) => {
     const { states, todo, nothing } = await plan(all);
-    if (nothing) return;
+    if (nothing) {
+      const warnings = await settleMaintenance(config, states);
+      if (warnings.length) report.warnings = warnings;
+      return;
+    }
     // Newest database first: admindb, apidb, authdb.
     const steps = [...states].reverse().flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "down" as const })));
     const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:revert" });

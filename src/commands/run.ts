@@ -12,7 +12,7 @@ import { checkPlan, closeStates, createMissingDatabases, DbState, readStates, wi
 import { newRunId } from "../run-id";
 import { settleAll } from "../postgres/sql";
 import { captureSql } from "../runner/dry-run";
-import { DeployOptions, DeployResult, executeSteps, outcomeOf } from "../deploy/steps";
+import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];
@@ -95,7 +95,11 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
   // for another finds its work done.
   await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
     const todo = await plan(states);
-    if (nothingIn(todo)) return;
+    if (nothingIn(todo)) {
+      const warnings = await settleMaintenance(config, states);
+      if (warnings.length) report.warnings = warnings;
+      return;
+    }
     try {
       try {
         await createMissingDatabases(states);

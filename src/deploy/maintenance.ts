@@ -39,6 +39,23 @@ export async function enableMaintenance(q: Queryable, runId: string): Promise<Sa
   return previous;
 }
 
+/**
+ * Puts back the value a run left behind when it died before it could (SIGKILL, lost host): ours,
+ * and no connection of that run is left on the server. Returns the dead run's id when it repaired.
+ */
+export async function repairStaleMaintenance(q: Queryable): Promise<string | undefined> {
+  if (!(await tableExists(q, "system_settings"))) return undefined;
+  const [row] = await rows<{ value: string }>(q, `SELECT value::text AS value FROM system_settings WHERE key = 'maintenance_mode'`);
+  const current: unknown = row ? JSON.parse(row.value) : undefined;
+  if (!isOurs(current)) return undefined;
+  const [alive] = await rows<{ alive: boolean }>(
+    q, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'ai-micro-migrations run ' || $1) AS alive`, [current.migration_run],
+  );
+  if (alive.alive) return undefined;
+  await restoreMaintenance(q, current.previous);
+  return current.migration_run;
+}
+
 export async function restoreMaintenance(q: Queryable, previous: SavedSetting): Promise<void> {
   if (!(await tableExists(q, "system_settings"))) return; // reverted away with its table
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp WHERE key = 'maintenance_mode'`, [previous.value, previous.updated_at]);

@@ -95,7 +95,7 @@ function stateOf(base: Base, dataSource: DataSource, snap: Snapshot): DbState {
 }
 
 async function openAndRead(base: Base): Promise<DbState> {
-  const dataSource = await openDataSource(base.target, base.connectTimeoutMs);
+  const dataSource = await openDataSource(base.target, base.connectTimeoutMs, base.session?.runId);
   try {
     return stateOf(base, dataSource, await readSnapshot(dataSource));
   } catch (error) {
@@ -132,7 +132,7 @@ export async function readLockedStates(config: Config, sessions: ServerSession[]
     const base = { ...baseOf(config, target.db), session };
     if (existing[i].has(target.database)) return openAndRead(base);
     // Not there yet: its own credentials are tried on the server before the run creates it.
-    await (await connectServer(target, config.connectTimeoutMs)).end().catch(() => undefined);
+    await (await connectServer(target, config.connectTimeoutMs, session.runId)).end().catch(() => undefined);
     return missingState(base);
   })), closeStates);
   return states.sort((a, b) => order(a.db) - order(b.db));
@@ -155,7 +155,7 @@ export async function createMissingDatabases(states: DbState[]): Promise<void> {
     } finally {
       if (!s.session) await client.end().catch(() => undefined);
     }
-    s.dataSource = await openDataSource(s.target, s.connectTimeoutMs);
+    s.dataSource = await openDataSource(s.target, s.connectTimeoutMs, s.session?.runId);
     s.exists = true;
   }));
 }

@@ -7,7 +7,7 @@ import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { ensureBookkeeping, readApplied } from "../runner/history";
-import { enableMaintenance, recordSchemaVersion, restoreMaintenance } from "./maintenance";
+import { enableMaintenance, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance } from "./maintenance";
 import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
@@ -89,7 +89,7 @@ async function openSettings(config: Config, states: DbState[], warnings: string[
   if (admin?.exists) return { q: admin.dataSource, close: async () => undefined };
   if (admin) return undefined; // created by this run: nothing to protect yet
   try {
-    const client = await connectClient(config.targets.admindb, config.connectTimeoutMs);
+    const client = await connectClient(config.targets.admindb, config.connectTimeoutMs, undefined, states[0]?.session?.runId);
     return { q: client, close: () => client.end().catch(() => undefined) };
   } catch (error) {
     warnings.push(`admindb: maintenance mode not set: ${(error as Error).message}`);
@@ -101,6 +101,25 @@ async function openSettings(config: Config, states: DbState[], warnings: string[
 export function backupRequestOf(state: DbState): BackupRequest {
   if (!state.session) throw new Error(`${state.db}: a backup needs the run's server session`);
   return { db: state.db, target: state.target, serverVersion: state.session.serverVersion, serverMajor: state.session.serverMajor, applied: state.applied.map((a) => a.name) };
+}
+
+/**
+ * For a run with nothing to do: maintenance mode left on by a run that died is put back, so one
+ * plain rerun is always enough after a crash. Returns warnings.
+ */
+export async function settleMaintenance(config: Config, states: DbState[]): Promise<string[]> {
+  const warnings: string[] = [];
+  const settings = await openSettings(config, states, warnings);
+  if (!settings) return [];
+  try {
+    const dead = await repairStaleMaintenance(settings.q);
+    if (dead) warnings.push(`admindb: maintenance_mode was left on by run ${dead}, which is no longer running: put back to its earlier value`);
+  } catch (error) {
+    warnings.push(`admindb: could not check maintenance_mode: ${(error as Error).message.split("\n")[0]}`);
+  } finally {
+    await settings.close();
+  }
+  return warnings;
 }
 
 export async function executeSteps(config: Config, states: DbState[], steps: Step[], options: DeployOptions): Promise<DeployResult> {

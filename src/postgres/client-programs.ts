@@ -26,7 +26,7 @@ export function findPgTool(tool: PgTool, serverMajor: number): string {
 }
 
 /** libpq environment for `target`, with `database` instead of the target's own when given. */
-export function pgEnv(target: DbTarget, database?: string): NodeJS.ProcessEnv {
+export function pgEnv(target: DbTarget, database?: string, applicationName = "ai-micro-migrations"): NodeJS.ProcessEnv {
   const u = new URL(target.url);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -36,7 +36,7 @@ export function pgEnv(target: DbTarget, database?: string): NodeJS.ProcessEnv {
     PGPASSWORD: decodeURIComponent(u.password),
     PGDATABASE: database ?? target.database,
     PGCONNECT_TIMEOUT: "10",
-    PGAPPNAME: "ai-micro-migrations",
+    PGAPPNAME: applicationName,
   };
   const sslmode = u.searchParams.get("sslmode");
   if (sslmode) env.PGSSLMODE = sslmode;

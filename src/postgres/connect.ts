@@ -4,7 +4,7 @@ import { Client } from "pg";
 import { DataSource } from "typeorm";
 import type { DbTarget } from "../config";
 import { scrubSecrets } from "../config";
-import { dataSourceOptions } from "./data-source";
+import { applicationName, dataSourceOptions } from "./data-source";
 import { MigrationError } from "../errors";
 import { quoteIdent } from "./sql";
 
@@ -55,11 +55,15 @@ export function describeError(error: unknown, target: DbTarget, connectTimeoutMs
   return new MigrationError(scrubSecrets(message, secretsOf(target)), target.db);
 }
 
-/** A connected pg client for `target`, or for another database on the same server. */
-export async function connectClient(target: DbTarget, connectTimeoutMs: number, database?: string): Promise<Client> {
+/**
+ * A connected pg client for `target`, or for another database on the same server. `runId` names the
+ * run on the server; `null` sends no application_name at all (a pooler would pass it on to the
+ * next client of the server connection).
+ */
+export async function connectClient(target: DbTarget, connectTimeoutMs: number, database?: string, runId?: string | null): Promise<Client> {
   const url = new URL(target.url);
   if (database) url.pathname = "/" + encodeURIComponent(database);
-  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: "ai-micro-migrations", keepAlive: true });
+  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: runId === null ? undefined : applicationName(runId), keepAlive: true });
   client.on("error", () => undefined); // a dropped idle connection must not crash the process
   try {
     await client.connect();
@@ -71,8 +75,8 @@ export async function connectClient(target: DbTarget, connectTimeoutMs: number, 
 }
 
 /** A client on the target's server, outside its database: `postgres`, else `template1`. */
-export async function connectServer(target: DbTarget, connectTimeoutMs: number): Promise<Client> {
-  return connectClient(target, connectTimeoutMs, "postgres").catch(() => connectClient(target, connectTimeoutMs, "template1"));
+export async function connectServer(target: DbTarget, connectTimeoutMs: number, runId?: string | null): Promise<Client> {
+  return connectClient(target, connectTimeoutMs, "postgres", runId).catch(() => connectClient(target, connectTimeoutMs, "template1", runId));
 }
 
 /** Creates the target database (found missing). Returns true if it created it, false if it exists meanwhile. */
@@ -92,8 +96,8 @@ export async function createDatabase(target: DbTarget, connectTimeoutMs: number)
 }
 
 /** An initialized TypeORM DataSource for `target`. */
-export async function openDataSource(target: DbTarget, connectTimeoutMs: number): Promise<DataSource> {
-  const dataSource = new DataSource(dataSourceOptions(target.db, target.url, connectTimeoutMs));
+export async function openDataSource(target: DbTarget, connectTimeoutMs: number, runId?: string): Promise<DataSource> {
+  const dataSource = new DataSource(dataSourceOptions(target.db, target.url, connectTimeoutMs, runId));
   try {
     await dataSource.initialize();
   } catch (error) {

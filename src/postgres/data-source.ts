@@ -17,7 +17,12 @@ export const ENTITIES: Record<DbName, Function[]> = {
 export const MIGRATIONS_TABLE = "migrations";
 
 /** TypeORM is not told about migrations here: our runner loads them itself. */
-export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000): PostgresDataSourceOptions {
+/** What the server shows for our connections; with a run id, each run's connections can be told apart. */
+export function applicationName(runId?: string): string {
+  return runId ? `ai-micro-migrations run ${runId}` : "ai-micro-migrations";
+}
+
+export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10_000, runId?: string): PostgresDataSourceOptions {
   return {
     type: "postgres",
     url,
@@ -31,7 +36,7 @@ export function dataSourceOptions(db: DbName, url: string, connectTimeoutMs = 10
     installExtensions: false,
     logging: false,
     connectTimeoutMS: connectTimeoutMs,
-    applicationName: "ai-micro-migrations",
+    applicationName: applicationName(runId),
     // One connection per database: a run's connection budget (README) counts on it.
     extra: { max: 1 },
   };

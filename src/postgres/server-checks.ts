@@ -1,7 +1,7 @@
 // What a migration target must be before anything runs against it: a primary (not a read-only
-// standby), reached directly or through a session-pooling proxy, never through a transaction- or
-// statement-pooling one (PgBouncer and the like): advisory locks, SET and pg_dump's session settings
-// only mean something on a connection that stays on one server backend.
+// standby), reached directly, never through a connection pooler (PgBouncer and the like): advisory
+// locks, SET and pg_dump's session settings only mean something on a connection that stays on one
+// server backend, and must never be left in a connection that the applications get next.
 import { Client } from "pg";
 import type { DbTarget } from "../config";
 import { MigrationError } from "../errors";
@@ -30,38 +30,18 @@ export async function checkPrimary(client: Client, target: DbTarget): Promise<vo
 }
 
 /**
- * Refuses a URL that goes through a transaction- or statement-pooling proxy. The test needs no
- * pooler-specific command: a second client opens a transaction right after `client`'s statement
- * ended. On a direct connection each client has its own backend; behind a transaction pooler the
- * second client is handed the server connection the first one just released (PgBouncer reuses the
- * most recently used one), so both see one backend pid, and the first client's next statement
- * lands on another. A statement pooler refuses the transaction. Only plain SELECTs run, so nothing
- * is left behind in a pooled connection.
+ * Refuses a URL that goes through a connection pooler (PgBouncer and the like). PostgreSQL tells a
+ * client its backend's pid in the cancel key it sends at login; a pooler hands out cancel keys of
+ * its own, since the client may be served by any server connection. So on a direct connection
+ * (or through a plain TCP proxy, as docker's port mapping) the key's pid is the backend's, and
+ * behind a pooler it is not. One plain SELECT: nothing is left behind in a pooled connection.
  */
-export async function checkNotPooled(client: Client, target: DbTarget, connect: () => Promise<Client>): Promise<void> {
-  const pid = async (c: Client) => (await c.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid`)).rows[0].pid;
-  const first = await pid(client);
-  const other = await connect();
-  let pooled = false;
-  try {
-    try {
-      await other.query("BEGIN");
-      const second = await pid(other);
-      const again = await pid(client);
-      pooled = second === first || again !== first;
-    } catch (error) {
-      // PgBouncer in statement mode: "transaction blocks not allowed in statement pooling mode".
-      if (!/pooling mode|not allowed/i.test((error as Error).message)) throw error;
-      pooled = true;
-    } finally {
-      await other.query("ROLLBACK").catch(() => undefined);
-    }
-  } finally {
-    await other.end().catch(() => undefined);
-  }
-  if (pooled) {
+export async function checkNotPooled(client: Client, target: DbTarget): Promise<void> {
+  const { rows } = await client.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid`);
+  const keyPid = (client as unknown as { processID: number | null }).processID;
+  if (keyPid !== rows[0].pid) {
     throw new MigrationError(
-      `${where(target)} is a transaction-pooling connection pooler (PgBouncer or alike), where locks and session settings do not hold: ` +
+      `${where(target)} is a connection pooler (PgBouncer or alike), where locks and session settings do not hold: ` +
         `give the server itself in ${directUrlVariable(target)} (the applications keep ${urlVariable(target)})`,
       target.db,
     );

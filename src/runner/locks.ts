@@ -8,13 +8,13 @@ import * as crypto from "crypto";
 import type { Client } from "pg";
 import type { Config, DbTarget } from "../config";
 import { connectServer, describeError } from "../postgres/connect";
+import { applicationName } from "../postgres/data-source";
 import { checkNotPooled, checkPrimary } from "../postgres/server-checks";
 import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 
 /** The first key of every lock of this tool; the second one names the database. */
 export const LOCK_KEY = 1_739_416_052;
-const APP_NAME = "ai-micro-migrations";
 
 /** The second lock key: a stable 31-bit number from the database's name on the server. */
 export function lockKeyOf(database: string): number {
@@ -25,6 +25,8 @@ export function lockKeyOf(database: string): number {
 export interface ServerSession {
   /** host:port */
   server: string;
+  /** The run this session belongs to: its connections carry it in application_name. */
+  runId: string;
   client: Client;
   /** The targets of this run on that server, in deploy order. */
   targets: DbTarget[];
@@ -63,19 +65,21 @@ export async function openSessions(config: Config, dbs: DbName[], runId: string)
   const opened: ServerSession[] = [];
   const results = await Promise.allSettled([...byServer.entries()].map(async ([server, targets]) => {
     const first = targets[0];
-    const client = await connectServer(first, config.connectTimeoutMs);
-    const session: ServerSession = { server, client, targets, serverVersion: "", serverMajor: 0, locked: [] };
+    // No application_name until the server is known to be reached directly (see connectClient).
+    const client = await connectServer(first, config.connectTimeoutMs, null);
+    const session: ServerSession = { server, runId, client, targets, serverVersion: "", serverMajor: 0, locked: [] };
     opened.push(session);
     try {
       // Checked first, with plain SELECTs only: nothing may be SET through a pooler.
-      await checkNotPooled(client, first, () => connectServer(first, config.connectTimeoutMs));
+      await checkNotPooled(client, first);
       await checkPrimary(client, first);
       const { rows } = await client.query<{ v: string; n: number }>(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
       session.serverVersion = rows[0].v;
       session.serverMajor = Math.floor(rows[0].n / 10000);
-      // The session sits idle while the deploy works: a server-wide idle_session_timeout (PG 14+)
-      // must not end it, or a second run could get in. Named, so a waiting run can say whose it is.
-      await client.query(`SELECT set_config('idle_session_timeout', '0', false), set_config('application_name', $1, false)`, [`${APP_NAME} run ${runId}`]).catch(() => undefined);
+      // Named, so other runs can tell whose lock they wait for. The session sits idle while the
+      // deploy works: a server-wide idle_session_timeout (PG 14+) must not end it, or a second run could get in.
+      await client.query(`SELECT set_config('application_name', $1, false)`, [applicationName(runId)]);
+      await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
     } catch (error) {
       throw describeError(error, first);
     }
