@@ -24,6 +24,8 @@ import { generateMigrations } from "../src/commands/generate";
 import { createMigration } from "../src/commands/create";
 import { closestCommand, commandList, CommandDef, Flags, parseCommand } from "./command-line";
 import * as print from "./print";
+import * as printLint from "./print-lint";
+import { lintMigrations } from "../src/commands/lint";
 import type { Progress } from "../src/backup/backup";
 
 function selectedDbs(flags: Flags): DbName[] {
@@ -162,10 +164,11 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:run",
     summary: "the deploy: apply pending migrations, each database backed up first",
-    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, json: true },
+    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, unsafe: true, json: true },
     example: "npm run migration:run -- --db apidb --dry-run",
     async run(flags) {
-      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun };
+      if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
+      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe };
       const report = await runMigrations(await configure(flags), options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -204,6 +207,18 @@ const COMMANDS: CommandDef[] = [
       const report = await showMigrations(await configure(flags), dbs);
       emit(flags, report, () => print.show(report));
       return EXIT.ok;
+    },
+  },
+  {
+    name: "migration:lint",
+    summary: "squawk over the SQL of pending (or all) migrations; exit 1 on a finding not accepted",
+    flags: { db: true, all: true, json: true },
+    example: "npm run migration:lint -- --db apidb --all",
+    async run(flags) {
+      const dbs = selectedDbs(flags);
+      const report = await lintMigrations(await configure(flags), { dbs, all: !!flags.all });
+      emit(flags, report, () => printLint.lint(report));
+      return report.ok ? EXIT.ok : EXIT.failed;
     },
   },
   {

@@ -16,6 +16,8 @@ const FLAGS = {
   into: { syntax: "--into <name>", description: "restore into this new database, leave the original" },
   shadowUrl: { syntax: "--shadow-url <url>", description: "an empty scratch database (no password in the URL)" },
   json: { syntax: "--json", description: "print one JSON report on stdout" },
+  all: { syntax: "--all", description: "every migration, applied ones too (reads no database)" },
+  unsafe: { syntax: "--unsafe", description: "deploy migrations whose lint findings are not accepted (warns)" },
 } as const;
 
 export type FlagName = keyof typeof FLAGS;
@@ -34,6 +36,8 @@ export interface Flags {
   json?: boolean;
   env?: string;
   verbose?: boolean;
+  all?: boolean;
+  unsafe?: boolean;
 }
 
 export interface CommandDef {

@@ -77,6 +77,7 @@ export function run(report: RunReport): void {
     if (d.createdDatabase) console.log(`${d.db}: created database`);
     if (report.status === "dry-run") {
       console.log(`${d.db}: ${d.pending.length ? `would apply ${d.pending.length}` : "up to date"}`);
+      for (const f of d.lint ?? []) console.log(`${d.db}: lint: ${f.file}: ${f.rule}: ${f.message} (a deploy refuses this unless the migration accepts it)`);
       sqlBlock(d.sql);
       continue;
     }
@@ -158,9 +159,17 @@ export function generate(report: GenerateReport, check: boolean): void {
     else if (check) {
       console.log(`${d.db}: entities differ from the database:`);
       for (const q of d.up) console.log(`  ${q};`);
-    } else console.log(`${d.db}: wrote ${d.file} (${d.up.length} statements)`);
+    } else {
+      for (const m of d.migrations) {
+        console.log(`${d.db}: wrote ${m.file} (${plural(m.up.length, "statement")}${m.transaction ? "" : ", transaction = false"})`);
+      }
+    }
   }
+  // Narrowing type changes, casts to check, dropped columns and tables: read before running.
+  for (const w of report.warnings ?? []) console.error(`warning: ${w}`);
 }
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 export function check(report: CheckReport): void {
   for (const d of report.databases) {

@@ -10,9 +10,10 @@ const ROOT = path.resolve(__dirname, "..");
 
 /** Each command's own flags (every command also takes --env, --verbose and --help). */
 const FLAGS: Record<string, string[]> = {
-  "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
+  "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
   "migration:show": ["--db", "--json"],
+  "migration:lint": ["--db", "--all", "--json"],
   "migration:check": ["--db", "--shadow-url", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
   "migration:repair": ["--db", "--json"],

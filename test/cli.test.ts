@@ -126,7 +126,7 @@ describe("the commands", () => {
       await withClient(dbs.names.apidb, (c) => c.query(`ALTER TABLE profiles ADD COLUMN nickname text`));
       const r = await runCli(["migration:generate", "--", "DropNickname"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/authdb: no changes\napidb: wrote .*apidb\/\d{13}-DropNickname\.ts \(1 statements\)\nadmindb: no changes/);
+      expect(r.stdout).toMatch(/authdb: no changes\napidb: wrote .*apidb\/\d{13}-DropNickname\.ts \(1 statement\)\nadmindb: no changes/);
       const check = await runCli(["migration:generate", "--check", "--db", "apidb"], dbs.env);
       expect(check.code).toBe(1);
       expect(check.stdout).toContain(`ALTER TABLE "profiles" DROP COLUMN "nickname"`);

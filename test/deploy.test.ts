@@ -215,7 +215,7 @@ describe("backup and restore", () => {
   it("a deploy backs up first and keeps only MIGRATION_BACKUP_KEEP runs", async () => {
     const copy = copyMigrations();
     try {
-      copy.add("apidb", "AddIndexOnName", 1795700000020, `CREATE INDEX idx_profiles_name ON profiles (name)`, `DROP INDEX idx_profiles_name`);
+      copy.add("apidb", "AddNickname", 1795700000020, `ALTER TABLE profiles ADD COLUMN nickname text`, `ALTER TABLE profiles DROP COLUMN nickname`);
       const r = await runCli(["migration:run", "--json"], { ...dbs.env, MIGRATIONS_DIR: copy.root, MIGRATION_BACKUP_KEEP: "1" });
       expect(r.code).toBe(0);
       const report = JSON.parse(r.stdout);
@@ -329,8 +329,8 @@ describe("interrupting, transaction-less migrations and a failed undo", () => {
 
   it("a migration with transaction = false runs outside a transaction (CREATE INDEX CONCURRENTLY)", async () => {
     copy.addCode("admindb", "IndexConcurrently", 1795700000050,
-      `await queryRunner.query("CREATE INDEX CONCURRENTLY idx_documents_mime_type ON documents (mime_type)");`,
-      `await queryRunner.query("DROP INDEX CONCURRENTLY idx_documents_mime_type");`);
+      `await queryRunner.query("CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_documents_mime_type ON documents (mime_type)");`,
+      `await queryRunner.query("DROP INDEX CONCURRENTLY IF EXISTS idx_documents_mime_type");`);
     const file = path.join(copy.root, "admindb", "1795700000050-IndexConcurrently.ts");
     fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("implements MigrationInterface {", "implements MigrationInterface {\n    transaction = false;"));
     const r = await runCli(["migration:run", "--db", "admindb"], { ...dbs.env, MIGRATIONS_DIR: copy.root });

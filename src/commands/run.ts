@@ -6,6 +6,7 @@ import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
 import type { LockWait } from "../runner/locks";
+import type { LintFinding } from "../safety/lint";
 import type { MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
 import { checkPlan, closeStates, createMissingDatabases, DbState, readStates, withLockedStates } from "../deploy/plan";
@@ -23,6 +24,8 @@ export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   lockTimeoutMs: number;
   /** Told once per database when another run holds its lock. */
   onWait?: LockWait;
+  /** Deploy migrations whose lint findings are not accepted (with a warning). */
+  unsafe?: boolean;
   runId?: string;
 }
 
@@ -33,6 +36,8 @@ export interface DbRunResult {
   applied: StepResult[];
   /** --dry-run: the SQL each pending migration would execute. */
   sql?: Record<string, string[]>;
+  /** Lint findings the pending migrations do not accept (--dry-run and --unsafe show them). */
+  lint?: LintFinding[];
 }
 
 export interface RunReport {
@@ -68,7 +73,14 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
     const todo = selectPending(states, options.to);
     report.databases = states.map((s) => ({ db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [] }));
     // In parallel; the first failure in deploy order is the one reported.
-    await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!)));
+    const lints = await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!, { unsafe: options.unsafe || options.dryRun })));
+    for (const lint of lints) {
+      if (!lint?.findings.length) continue;
+      resultOf(lint.db).lint = lint.findings;
+      if (options.unsafe && !options.dryRun) {
+        (report.warnings ??= []).push(`${lint.db}: --unsafe: deploying ${lint.findings.length} lint finding${lint.findings.length === 1 ? "" : "s"} no migration accepts (first: ${lint.findings[0].file}: ${lint.findings[0].rule})`);
+      }
+    }
     return todo;
   };
   const resultOf = (db: DbName) => report.databases.find((d) => d.db === db)!;
@@ -97,7 +109,7 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
     const todo = await plan(states);
     if (nothingIn(todo)) {
       const warnings = await settleMaintenance(config, states);
-      if (warnings.length) report.warnings = warnings;
+      if (warnings.length) report.warnings = [...(report.warnings ?? []), ...warnings];
       return;
     }
     try {
@@ -109,7 +121,9 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       const steps = states.flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "up" as const })));
       const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run" });
       for (const step of deploy.steps) resultOf(step.db).applied.push(step);
+      const before = report.warnings ?? [];
       Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });
+      if (before.length) report.warnings = [...before, ...(report.warnings ?? [])];
     } catch (error) {
       // An error after databases were created must say so: they are the one change already made.
       const created = states.filter((s) => s.created).map((s) => s.target.database);

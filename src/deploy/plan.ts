@@ -13,6 +13,7 @@ import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
 import { checkLoadable, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
+import { lintFailure, lintFiles, LintResult } from "../safety/lint";
 
 export interface DbState {
   db: DbName;
@@ -215,14 +216,20 @@ export function checkIntegrity(state: DbState): void {
 /**
  * Every check a run makes before its first change, for the migrations it will apply in `state`:
  * history matches the files, the database can take migrations, each file compiles and exports its
- * migration, and the extensions they create are available.
+ * migration, the extensions they create are available, and their SQL lints clean (squawk) or
+ * accepts its findings. With `unsafe`, lint findings are returned instead of refused.
  */
-export async function checkPlan(state: DbState, todo: MigrationFile[]): Promise<void> {
+export async function checkPlan(state: DbState, todo: MigrationFile[], options: { unsafe?: boolean } = {}): Promise<LintResult | undefined> {
   checkIntegrity(state);
-  if (!todo.length) return;
+  if (!todo.length) return undefined;
   checkAdoptable(state);
   checkLoadable(state.db, todo);
   await checkExtensions(state, todo);
+  // Linted from the SQL the migrations emit, recorded without a connection.
+  const lint = await lintFiles(state.db, todo);
+  const failure = lintFailure(lint);
+  if (failure && !options.unsafe) throw new MigrationError(`${failure}, or deploy with --unsafe`, state.db);
+  return lint;
 }
 
 /**

@@ -11,17 +11,37 @@ function literal(sql: string): string {
   return sql.replace(/\\/g, "\\\\").replace(/`/g, "\\`").replace(/\$\{/g, "\\${");
 }
 
-function statement(q: SqlQuery): string {
-  const params = q.parameters?.length ? `, ${JSON.stringify(q.parameters)}` : "";
-  return `        await queryRunner.query(\`${literal(q.query)}\`${params});`;
+/** A statement of the file; `comment` (lines) is written above it. */
+export interface RenderedStatement extends SqlQuery {
+  comment?: string;
 }
 
-export function renderMigration(className: string, up: SqlQuery[], down: SqlQuery[]): string {
-  return `import { MigrationInterface, QueryRunner } from "typeorm";
+function statement(q: RenderedStatement): string {
+  const params = q.parameters?.length ? `, ${JSON.stringify(q.parameters)}` : "";
+  const comment = q.comment ? q.comment.split("\n").map((line) => `        // ${line}\n`).join("") : "";
+  return `${comment}        await queryRunner.query(\`${literal(q.query)}\`${params});`;
+}
+
+export interface RenderOptions {
+  /** false: the class declares `transaction = false` (the runner runs it outside a transaction). */
+  transaction?: boolean;
+  /** Comment lines above the class. */
+  header?: string[];
+}
+
+/**
+ * A migration file in the shape TypeORM's CLI writes them.
+ *
+ *   renderMigration("AddIndex1795600000001", [{ query: `CREATE INDEX CONCURRENTLY ...` }], [...], { transaction: false })
+ */
+export function renderMigration(className: string, up: RenderedStatement[], down: RenderedStatement[], options: RenderOptions = {}): string {
+  const header = (options.header ?? []).map((line) => `// ${line}`.trimEnd() + "\n").join("");
+  const transaction = options.transaction === false ? "    transaction = false;\n" : "";
+  return `${header}import { MigrationInterface, QueryRunner } from "typeorm";
 
 export class ${className} implements MigrationInterface {
     name = "${className}";
-
+${transaction}
     public async up(queryRunner: QueryRunner): Promise<void> {
 ${up.map(statement).join("\n")}
     }
