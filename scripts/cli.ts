@@ -46,6 +46,7 @@ function timeouts(): Timeouts {
     return {
       lockTimeout: parseDuration(env.MIGRATION_LOCK_TIMEOUT ?? DEFAULT_TIMEOUTS.lockTimeout, "MIGRATION_LOCK_TIMEOUT"),
       statementTimeout: parseDuration(env.MIGRATION_STATEMENT_TIMEOUT ?? DEFAULT_TIMEOUTS.statementTimeout, "MIGRATION_STATEMENT_TIMEOUT"),
+      lockRetryBudget: parseDuration(env.MIGRATION_LOCK_RETRY_BUDGET ?? DEFAULT_TIMEOUTS.lockRetryBudget, "MIGRATION_LOCK_RETRY_BUDGET"),
     };
   } catch (error) {
     throw new UsageError((error as Error).message);
@@ -85,6 +86,7 @@ function deployOptions(flags: Flags): DeployFlags {
     backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
     progress: progressFor(json),
     onWait: print.waiting,
+    onLockRetry: print.lockRetry,
     signal: interruptSignal(json),
   };
 }

@@ -49,6 +49,11 @@ export function waiting(event: { db: string; holder?: LockHolder; waitMs: number
   console.error(`${event.db}: waiting for the deploy lock held by ${who}; up to ${Math.round(event.waitMs / 1000)} s (MIGRATION_LOCK_WAIT_MS)`);
 }
 
+/** A migration met a taken lock, rolled back, and tries again after a pause. */
+export function lockRetry(event: { db: string; migration: string; attempt: number; delayMs: number; blockers?: string }): void {
+  console.error(`${event.db}: ${event.migration}: lock not available${event.blockers ? ` (held by ${event.blockers})` : ""}; rolled back, try ${event.attempt + 1} in ${(event.delayMs / 1000).toFixed(1)} s`);
+}
+
 function backupLine(backup: RunReport["backup"]): void {
   if (!backup) return;
   if ("skipped" in backup) console.log("backup: skipped (--no-backup)");

@@ -12,6 +12,7 @@ import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
 import type { Queryable } from "../postgres/sql";
+import type { LockRetry } from "../runner/lock-retries";
 
 export interface Step {
   state: DbState;
@@ -28,6 +29,8 @@ export interface DeployOptions {
   /** Keep only this many backup runs (older ones are removed after a successful backup). */
   backupKeep?: number;
   progress?: Progress;
+  /** A migration found a lock taken and is rolled back to try again later. */
+  onLockRetry?: (event: LockRetry & { db: DbName; migration: string }) => void;
   /** Aborted (Ctrl-C): stop before the next step and undo what this run did. */
   signal?: AbortSignal;
 }
@@ -70,7 +73,10 @@ async function undo(done: Step[], options: DeployOptions, failure: DeployFailure
   for (const step of [...done].reverse()) {
     const direction = step.direction === "up" ? "down" : "up";
     try {
-      await applyMigration(step.state.dataSource, step.file, direction, { runId: options.runId, command: options.reason, timeouts: options.timeouts, cancelBackend: cancelVia(step.state) });
+      await applyMigration(step.state.dataSource, step.file, direction, {
+        runId: options.runId, command: options.reason, timeouts: options.timeouts, cancelBackend: cancelVia(step.state),
+        onRetry: (retry) => options.onLockRetry?.({ ...retry, db: step.state.db, migration: step.file.name }),
+      });
       failure.undone.push({ db: step.state.db, name: step.file.name, direction });
     } catch (error) {
       failure.undoFailed = new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, step.state.db).line;
@@ -154,6 +160,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
         try {
           const r = await applyMigration(step.state.dataSource, step.file, step.direction, {
             runId: options.runId, command: options.reason, timeouts: options.timeouts, signal: options.signal, cancelBackend: cancelVia(step.state),
+            onRetry: (retry) => options.onLockRetry?.({ ...retry, db: step.state.db, migration: step.file.name }),
           });
           options.progress?.({ ...event, phase: "end" });
           result.steps.push({ ...r, db: step.state.db });
@@ -162,7 +169,8 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           options.progress?.({ ...event, phase: "end" });
           let message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
           // Outside a transaction nothing rolled back: say so, or the next run trips over the leftovers.
-          if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes, e.g. an INVALID index, before running again)";
+          if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
+          else if (/cannot run inside a transaction block/.test(message)) message += " (set `transaction = false` in the migration: CONCURRENTLY runs outside a transaction)";
           result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
           break;
         }

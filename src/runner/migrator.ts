@@ -1,20 +1,25 @@
-// Applies one migration in one direction: the only place that decides on transactions and timeouts
-// (like node-pg-migrate's runner). Each migration runs in its own transaction together with its
-// bookkeeping rows, unless it sets `transaction = false` (e.g. CREATE INDEX CONCURRENTLY).
+// Applies one migration in one direction: the only place that decides on transactions, timeouts and
+// lock retries (like node-pg-migrate's runner). Each migration runs in its own transaction together
+// with its bookkeeping rows, unless it sets `transaction = false` (e.g. CREATE INDEX CONCURRENTLY).
+// A lock that is not free within the short lock_timeout rolls the migration back and retries it
+// later (lock-retries.ts), so the services' queries never queue behind it for long.
 import type { DataSource, QueryRunner } from "typeorm";
 import { recordApplied, recordHistory, recordReverted } from "./history";
+import { concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
 import type { MigrationFile } from "./migration-files";
 
 export interface Timeouts {
-  /** Longest wait for a table lock before the migration gives up, e.g. "5s". */
+  /** Longest wait for a table lock in one try, e.g. "100ms" (MIGRATION_LOCK_TIMEOUT). */
   lockTimeout: string;
-  /** Longest single statement, e.g. "15min". */
+  /** Longest single statement, e.g. "15min" (MIGRATION_STATEMENT_TIMEOUT). */
   statementTimeout: string;
+  /** How long to keep retrying a migration whose lock was not free, e.g. "5min"; "0": try once (MIGRATION_LOCK_RETRY_BUDGET). */
+  lockRetryBudget: string;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { lockTimeout: "5s", statementTimeout: "15min" };
+export const DEFAULT_TIMEOUTS: Timeouts = { lockTimeout: "100ms", statementTimeout: "15min", lockRetryBudget: "5min" };
 
-/** A migration may set its own timeouts: `timeouts = { statementTimeout: "2h" }`. */
+/** A migration may set its own: `timeouts = { statementTimeout: "2h", lockRetryBudget: "30min" }`. */
 interface MigrationOverrides {
   timeouts?: Partial<Timeouts>;
   transaction?: boolean;
@@ -24,6 +29,19 @@ export interface StepResult {
   name: string;
   direction: "up" | "down";
   durationMs: number;
+  /** Tries that found a lock taken and were rolled back (or, outside a transaction, repeated). */
+  lockRetries?: number;
+}
+
+export interface MigrationContext {
+  runId: string;
+  command: string;
+  timeouts: Timeouts;
+  signal?: AbortSignal;
+  /** Cancels a backend's statement from another connection (the run's server session), for Ctrl-C. */
+  cancelBackend?: (pid: number) => Promise<unknown>;
+  /** Told before each retry. */
+  onRetry?: (retry: LockRetry) => void;
 }
 
 async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean): Promise<void> {
@@ -38,21 +56,78 @@ async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean):
   }
 }
 
-export async function applyMigration(
-  dataSource: DataSource,
-  file: MigrationFile,
-  direction: "up" | "down",
-  context: {
-    runId: string; command: string; timeouts: Timeouts; signal?: AbortSignal;
-    /** Cancels a backend's statement from another connection (the run's server session), for Ctrl-C. */
-    cancelBackend?: (pid: number) => Promise<unknown>;
-  },
-): Promise<StepResult> {
+/** The error when the budget is spent: what it waited for and who held it. */
+function gaveUp(tries: number, timeouts: Timeouts, blockers: string | undefined): Error {
+  const who = blockers ? `; blocked by ${blockers}` : "";
+  const error = new Error(`lock not available: gave up after ${tries} tries of lock_timeout ${timeouts.lockTimeout} within ${timeouts.lockRetryBudget} (MIGRATION_LOCK_RETRY_BUDGET)${who}`);
+  // PostgreSQL's code for it: also keeps it from reading as a connection time-out.
+  return Object.assign(error, { code: "55P03" });
+}
+
+/**
+ * Outside a transaction, each statement runs on its own: one that met a taken lock is repeated
+ * when that is safe (lock-retries.ts `safeToRepeat`), and a concurrent index build that fails
+ * leaves no INVALID index behind, nor finds one from an earlier failed run in its way.
+ */
+function statementRetrying(qr: QueryRunner, timeouts: Timeouts, context: MigrationContext, counter: { retries: number }): QueryRunner {
+  const real = qr.query.bind(qr);
+  const wrapped = Object.create(qr) as QueryRunner;
+  const deadline = Date.now() + durationMs(timeouts.lockRetryBudget);
+  wrapped.query = (async (sql: string, parameters?: unknown[], ...rest: unknown[]) => {
+    const index = concurrentIndexOf(sql);
+    if (index) await dropInvalidIndex(qr, index);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await (real as (...a: unknown[]) => Promise<unknown>)(sql, parameters, ...rest);
+      } catch (error) {
+        if (index) await dropInvalidIndex(qr, index).catch(() => undefined);
+        if (!isLockTimeout(error) || !safeToRepeat(sql) || context.signal?.aborted) throw error;
+        const delayMs = retryDelay(attempt);
+        const blockers = await describeBlockers(qr, sql);
+        if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
+        counter.retries++;
+        context.onRetry?.({ attempt, delayMs, blockers });
+        await sleep(delayMs, context.signal);
+      }
+    }
+  }) as QueryRunner["query"];
+  return wrapped;
+}
+
+/** Records the last statement a migration sent, for saying what blocked it. */
+function recordingLast(qr: QueryRunner, last: { sql?: string }): QueryRunner {
+  const real = qr.query.bind(qr);
+  const wrapped = Object.create(qr) as QueryRunner;
+  wrapped.query = ((sql: string, ...rest: unknown[]) => {
+    last.sql = sql;
+    return (real as (...a: unknown[]) => Promise<unknown>)(sql, ...rest);
+  }) as QueryRunner["query"];
+  return wrapped;
+}
+
+/** One try: the migration and its bookkeeping, committed together (in a transaction) or as they go. */
+async function runOnce(qr: QueryRunner, file: MigrationFile, direction: "up" | "down", context: MigrationContext, timeouts: Timeouts, inTransaction: boolean, counter: { retries: number }, last: { sql?: string }): Promise<number> {
+  const started = process.hrtime.bigint();
+  if (inTransaction) await qr.startTransaction();
+  await setTimeouts(qr, timeouts, inTransaction);
+  const runner = inTransaction ? recordingLast(qr, last) : statementRetrying(qr, timeouts, context, counter);
+  if (direction === "up") await file.migration.up(runner);
+  else await file.migration.down(runner);
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  if (direction === "up") await recordApplied(qr, file);
+  else await recordReverted(qr, file.name);
+  await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
+  if (inTransaction) await qr.commitTransaction();
+  return durationMs;
+}
+
+export async function applyMigration(dataSource: DataSource, file: MigrationFile, direction: "up" | "down", context: MigrationContext): Promise<StepResult> {
   const overrides = file.migration as unknown as MigrationOverrides;
   const timeouts = { ...context.timeouts, ...(overrides.timeouts ?? {}) };
   const inTransaction = overrides.transaction !== false;
   const qr = dataSource.createQueryRunner();
-  const started = process.hrtime.bigint();
+  const counter = { retries: 0 };
+  const deadline = Date.now() + durationMs(timeouts.lockRetryBudget);
   let cancel: (() => void) | undefined;
   try {
     await qr.connect();
@@ -64,19 +139,24 @@ export async function applyMigration(
       if (context.signal.aborted) throw new Error("interrupted");
       context.signal.addEventListener("abort", cancel, { once: true });
     }
-    if (inTransaction) await qr.startTransaction();
-    await setTimeouts(qr, timeouts, inTransaction);
-    if (direction === "up") await file.migration.up(qr);
-    else await file.migration.down(qr);
-    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-    if (direction === "up") await recordApplied(qr, file);
-    else await recordReverted(qr, file.name);
-    await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
-    if (inTransaction) await qr.commitTransaction();
-    return { name: file.name, direction, durationMs };
-  } catch (error) {
-    if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
-    throw error;
+    for (let attempt = 1; ; attempt++) {
+      const last: { sql?: string } = {};
+      try {
+        const durationMs = await runOnce(qr, file, direction, context, timeouts, inTransaction, counter, last);
+        return { name: file.name, direction, durationMs, ...(counter.retries ? { lockRetries: counter.retries } : {}) };
+      } catch (error) {
+        if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
+        // In a transaction, a taken lock rolls the whole migration back: it is tried again later.
+        if (!inTransaction || !isLockTimeout(error) || context.signal?.aborted) throw error;
+        const delayMs = retryDelay(attempt);
+        const blockers = await describeBlockers(qr, last.sql);
+        if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
+        counter.retries++;
+        context.onRetry?.({ attempt, delayMs, blockers });
+        await sleep(delayMs, context.signal);
+        if (context.signal?.aborted) throw new Error("interrupted");
+      }
+    }
   } finally {
     if (cancel) context.signal?.removeEventListener("abort", cancel);
     if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval").catch(() => undefined);
