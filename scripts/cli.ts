@@ -9,7 +9,7 @@ import { Config, describeServer, migrationsRootFrom, isProduction, isUnconfigure
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
-import { destroyCluster, stopCluster } from "../src/postgres/local-cluster";
+import { clusterDataDir, destroyCluster, destroyClusterEverywhere, stopCluster } from "../src/postgres/local-cluster";
 import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/runner/migrator";
 import { checkMigrationName } from "../src/schema/render-migration";
 import { runMigrations, RunOptions } from "../src/commands/run";
@@ -26,6 +26,7 @@ import { closestCommand, commandList, CommandDef, Flags, parseCommand } from "./
 import * as print from "./print";
 import * as printLint from "./print-lint";
 import { lintMigrations } from "../src/commands/lint";
+import { maintenanceCommand } from "../src/commands/maintenance";
 import type { Progress } from "../src/backup/backup";
 
 function selectedDbs(flags: Flags): DbName[] {
@@ -166,11 +167,11 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:run",
     summary: "the deploy: apply pending migrations, each database backed up first",
-    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, unsafe: true, json: true },
+    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, unsafe: true, keepMaintenance: true, json: true },
     example: "npm run migration:run -- --db apidb --dry-run",
     async run(flags) {
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
-      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe };
+      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
       const report = await runMigrations(await configure(flags), options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -321,13 +322,28 @@ const COMMANDS: CommandDef[] = [
     },
   },
   {
+    name: "db:maintenance",
+    summary: "the maintenance window by hand: on, off or status (admindb maintenance_mode)",
+    argument: { name: "<on|off|status>", description: "turn maintenance mode on or off, or show it" },
+    usage: "<on|off|status> [options]",
+    flags: { message: true, json: true },
+    example: 'npm run db:maintenance -- on --message "Upgrading, back at 10:30"',
+    async run(flags, action) {
+      if (action !== "on" && action !== "off" && action !== "status") throw new UsageError(`db:maintenance: expected on, off or status (got ${JSON.stringify(action)})`);
+      if (flags.message !== undefined && action !== "on") throw new UsageError("db:maintenance: --message goes with on");
+      const report = await maintenanceCommand(await configure(flags), { action, message: flags.message, lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting });
+      emit(flags, report, () => print.maintenance(report));
+      return EXIT.ok;
+    },
+  },
+  {
     name: "db:up",
     summary: "start the embedded local PostgreSQL (.pgdata/), creating it first",
     flags: {},
     example: "npm run db:up",
     async run() {
       const { created, port } = await startEmbedded();
-      console.log(`embedded PostgreSQL ${created ? "created and " : ""}running on 127.0.0.1:${port} (data in .pgdata/)`);
+      console.log(`embedded PostgreSQL ${created ? "created and " : ""}running on 127.0.0.1:${port} (data in ${shownPath(clusterDataDir(EMBEDDED_ROOT))})`);
       return EXIT.ok;
     },
   },
@@ -337,8 +353,7 @@ const COMMANDS: CommandDef[] = [
     flags: {},
     example: "npm run db:down",
     async run() {
-      stopCluster(EMBEDDED_ROOT);
-      console.log("embedded PostgreSQL stopped");
+      console.log(stopCluster(EMBEDDED_ROOT) ? "embedded PostgreSQL stopped" : "embedded PostgreSQL was not running");
       return EXIT.ok;
     },
   },
@@ -354,7 +369,24 @@ const COMMANDS: CommandDef[] = [
       return EXIT.ok;
     },
   },
+  {
+    name: "db:destroy",
+    summary: "stop the embedded local PostgreSQL and delete it with all its data (wherever it lives)",
+    flags: {},
+    example: "npm run db:destroy",
+    async run() {
+      const removed = destroyClusterEverywhere(EMBEDDED_ROOT);
+      console.log(removed.length ? `embedded PostgreSQL removed: ${removed.map(shownPath).join(", ")}` : "no embedded PostgreSQL to remove");
+      return EXIT.ok;
+    },
+  },
 ];
+
+/** A path relative to the working directory when it is inside it. */
+function shownPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith("..") ? rel : p;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

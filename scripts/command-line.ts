@@ -17,7 +17,9 @@ const FLAGS = {
   shadowUrl: { syntax: "--shadow-url <url>", description: "an empty scratch database (no password in the URL)" },
   json: { syntax: "--json", description: "print one JSON report on stdout" },
   all: { syntax: "--all", description: "every migration, applied ones too (reads no database)" },
-  unsafe: { syntax: "--unsafe", description: "deploy migrations whose lint findings are not accepted (warns)" },
+  unsafe: { syntax: "--unsafe", description: "deploy despite lint findings not accepted (warns)" },
+  keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
+  message: { syntax: "--message <text>", description: "the message the services show (with on)" },
 } as const;
 
 export type FlagName = keyof typeof FLAGS;
@@ -38,6 +40,8 @@ export interface Flags {
   verbose?: boolean;
   all?: boolean;
   unsafe?: boolean;
+  keepMaintenance?: boolean;
+  message?: string;
 }
 
 export interface CommandDef {

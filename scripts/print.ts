@@ -9,6 +9,7 @@ import type { CheckReport } from "../src/commands/check";
 import type { BaselineReport } from "../src/commands/baseline";
 import type { RepairReport } from "../src/commands/repair";
 import type { LockHolder } from "../src/runner/locks";
+import type { MaintenanceReport } from "../src/commands/maintenance";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`);
 
@@ -54,12 +55,18 @@ export function lockRetry(event: { db: string; migration: string; attempt: numbe
   console.error(`${event.db}: ${event.migration}: lock not available${event.blockers ? ` (held by ${event.blockers})` : ""}; rolled back, try ${event.attempt + 1} in ${(event.delayMs / 1000).toFixed(1)} s`);
 }
 
+export function maintenance(report: MaintenanceReport): void {
+  const show = (m: MaintenanceReport["after"]) => (m.enabled ? `ON${m.message ? ` ("${m.message}")` : ""}${m.run ? `, held by deploy run ${m.run}` : ""}` : "off");
+  if (report.before) console.log(`admindb: maintenance mode ${show(report.before)} -> ${show(report.after)}`);
+  else console.log(`admindb: maintenance mode ${show(report.after)} (since ${report.after.updatedAt})`);
+}
+
 function backupLine(backup: RunReport["backup"]): void {
   if (!backup) return;
   if ("skipped" in backup) console.log("backup: skipped (--no-backup)");
   else if (backup.manifest.databases.length) {
     const total = backup.manifest.databases.reduce((n, d) => n + d.size, 0);
-    console.log(`backup: ${backup.dir} (${backup.manifest.databases.map((d) => d.db).join(", ")}; ${(total / 1048576).toFixed(1)} MiB, verified)`);
+    console.log(`backup: ${backup.dir} (${backup.manifest.databases.map((d) => d.db).join(", ")}; ${bytes(total)}, verified)`);
   }
 }
 
@@ -100,6 +107,14 @@ export function run(report: RunReport): void {
   failureLines(report.failure, report.maintenance, report.warnings);
   if (report.status === "nothing-to-do") console.log("nothing to migrate");
   else if (report.status === "applied") console.log(`run ${report.runId}: done`);
+  if (report.maintenance === "kept-on") console.log("maintenance mode is kept ON (--keep-maintenance): npm run db:maintenance -- off once the application is checked");
+}
+
+/** 812 B, 8.0 KiB, 21.4 MiB: one unit rule for every size printed. */
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 function table(header: string[], rows: string[][]): void {
@@ -108,7 +123,7 @@ function table(header: string[], rows: string[][]): void {
 }
 
 export function revert(report: RevertReport): void {
-  if (report.undoesRun) console.log(`undoing run ${report.undoesRun}`);
+  if (report.undoesRun) console.log(`${report.status === "dry-run" ? "would undo" : "undoing"} run ${report.undoesRun}`);
   backupLine(report.backup);
   for (const d of report.databases) {
     if (report.status === "dry-run") {
@@ -125,7 +140,7 @@ export function revert(report: RevertReport): void {
 
 export function backup(report: BackupReport): void {
   backupLine({ dir: report.dir, manifest: report.manifest });
-  for (const d of report.manifest.databases) console.log(`${d.db}: ${d.file} ${(d.size / 1024).toFixed(0)} KiB sha256 ${d.sha256.slice(0, 12)}... at ${d.applied[d.applied.length - 1] ?? "(no migrations)"}`);
+  for (const d of report.manifest.databases) console.log(`${d.db}: ${d.file} ${bytes(d.size)} sha256 ${d.sha256.slice(0, 12)}... at ${d.applied[d.applied.length - 1] ?? "(no migrations)"}`);
   for (const p of report.pruned) console.log(`removed old backup ${p}`);
 }
 
@@ -177,20 +192,30 @@ export function generate(report: GenerateReport, check: boolean): void {
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 export function check(report: CheckReport): void {
+  let pending = 0;
+  let drift = false;
   for (const d of report.databases) {
+    pending += d.pending.length;
     const findings = d.historyDrift.length + d.schemaDrift.length + d.entityDrift.length;
-    if (!findings) {
+    if (findings) drift = true;
+    if (!findings && !d.pending.length) {
       console.log(`${d.db}: ok`);
       continue;
     }
     for (const line of d.historyDrift) console.log(`${d.db}: ${line}`);
     for (const line of d.schemaDrift) console.log(`${d.db}: ${line}`);
+    for (const name of d.pending) console.log(`${d.db}: pending ${name}`);
     if (d.entityDrift.length) {
-      console.log(`${d.db}: entities differ from the database; migration:generate would write:`);
+      console.log(d.pending.length
+        ? `${d.db}: entities differ from the schema its pending migrations build; after migration:run, migration:generate would write:`
+        : `${d.db}: entities differ from the database; migration:generate would write:`);
       for (const q of d.entityDrift) console.log(`  ${q};`);
     }
   }
-  console.log(report.ok ? "no drift" : "drift found");
+  if (drift) console.log("drift found");
+  else if (!pending) console.log("no drift");
+  else if (report.ok) console.log(`no drift (${pending} pending: run npm run migration:run)`);
+  else console.log(`no drift, but ${pending} pending (--fail-on-pending): run npm run migration:run`);
 }
 
 export function baseline(report: BaselineReport): void {

@@ -10,7 +10,7 @@ const ROOT = path.resolve(__dirname, "..");
 
 /** Each command's own flags (every command also takes --env, --verbose and --help). */
 const FLAGS: Record<string, string[]> = {
-  "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--json"],
+  "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--keep-maintenance", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
   "migration:show": ["--db", "--json"],
   "migration:lint": ["--db", "--all", "--json"],
@@ -24,6 +24,8 @@ const FLAGS: Record<string, string[]> = {
   "db:up": [],
   "db:down": [],
   "db:reset": [],
+  "db:destroy": [],
+  "db:maintenance": ["--message", "--json"],
 };
 const COMMANDS = Object.keys(FLAGS);
 const allFlags = (command: string) => [...FLAGS[command], "--env", "--verbose", "--help"];
@@ -86,7 +88,7 @@ describe("--help", () => {
 });
 
 describe("strict flags", () => {
-  it.each(COMMANDS.filter((c) => c !== "db:reset"))("%s: an unknown flag is exit 2 naming the valid ones", async (command) => {
+  it.each(COMMANDS.filter((c) => c !== "db:reset" && c !== "db:destroy"))("%s: an unknown flag is exit 2 naming the valid ones", async (command) => {
     const r = await runCli([command, "--frobnicate"], env);
     expect(r.code).toBe(2);
     expect(oneLineError(r.stderr)).toBe(`error: ${command}: unknown option --frobnicate (valid: ${allFlags(command).join(", ")})`);

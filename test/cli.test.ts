@@ -68,7 +68,7 @@ describe("bad input", () => {
     expect(oneLineError(r.stderr)).toMatch(/^error: unknown migration "NoSuchMigration1234567890123"/);
     const r2 = await runCli(["migration:revert", "--db", "apidb", "--to", "Nope"], dbs.env);
     expect(r2.code).toBe(2);
-    expect(oneLineError(r2.stderr)).toBe('error: apidb: unknown migration "Nope"');
+    expect(oneLineError(r2.stderr)).toBe('error: apidb: unknown migration "Nope" (closest: Init1795519558038)');
   });
 
   it("unknown command: exit 2", async () => {

@@ -5,7 +5,7 @@ import { DATABASES, DbName } from "../databases";
 import { UsageError } from "../errors";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
 import type { LockWait } from "../runner/locks";
-import { checkLoadable, MigrationFile } from "../runner/migration-files";
+import { checkLoadable, findMigrations, MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
 import { checkExists, checkIntegrity, closeStates, DbState, readStates, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
@@ -80,11 +80,9 @@ function selectReverts(states: DbState[], target: RevertTarget): { plan: Map<DbN
   } else if (target.to === "base") {
     names = applied.map((a) => a.name);
   } else {
-    const index = applied.findIndex((a) => a.name === target.to);
-    if (index < 0) {
-      const known = s.files.some((f) => f.name === target.to);
-      throw new UsageError(known ? `migration "${target.to}" is not applied` : `unknown migration "${target.to}"`, s.db);
-    }
+    const [wanted] = findMigrations(s.files, target.to, s.db);
+    const index = applied.findIndex((a) => a.name === wanted.name);
+    if (index < 0) throw new UsageError(`migration ${wanted.name} is not applied`, s.db);
     names = applied.slice(0, index).map((a) => a.name);
   }
   plan.set(s.db, names.map((n) => fileOf(s, n)));
@@ -99,9 +97,7 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
     // The last run may have touched only some databases; those that do not exist hold nothing to undo.
     const states = options.target.kind === "last-run" ? all.filter((s) => s.exists) : all;
     const target = options.target;
-    if (target.kind === "to" && target.to !== "base" && !states[0].files.some((f) => f.name === target.to)) {
-      throw new UsageError(`unknown migration "${target.to}"`, target.db);
-    }
+    if (target.kind === "to" && target.to !== "base") findMigrations(states[0].files, target.to, target.db);
     states.forEach(checkExists);
     states.forEach(checkIntegrity);
     const { plan: todo, undoesRun } = selectReverts(states, target);

@@ -4,9 +4,10 @@
 // applied (see deploy/steps.ts).
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { MigrationError, UsageError } from "../errors";
+import { MigrationError } from "../errors";
 import type { LockWait } from "../runner/locks";
 import type { LintFinding } from "../safety/lint";
+import { findMigrations } from "../runner/migration-files";
 import type { MigrationFile } from "../runner/migration-files";
 import type { StepResult } from "../runner/migrator";
 import { checkPlan, closeStates, createMissingDatabases, DbState, readStates, withLockedStates } from "../deploy/plan";
@@ -58,8 +59,7 @@ export interface RunReport {
  */
 function selectPending(states: DbState[], to?: string): Map<DbName, MigrationFile[]> {
   if (to === undefined) return new Map(states.map((s) => [s.db, [...s.pending]]));
-  const target = states.flatMap((s) => s.files).find((f) => f.name === to);
-  if (!target) throw new UsageError(`unknown migration "${to}" (not in src/migrations/${states.map((s) => s.db).join("|")})`);
+  const [target] = findMigrations(states.flatMap((s) => s.files), to);
   return new Map(states.map((s) => [s.db, s.pending.filter((p) => p.timestamp <= target.timestamp)]));
 }
 

@@ -61,6 +61,38 @@ export async function restoreMaintenance(q: Queryable, previous: SavedSetting): 
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp WHERE key = 'maintenance_mode'`, [previous.value, previous.updated_at]);
 }
 
+/** The maintenance window as the services read it: `{"enabled": ..., "message": ...}`. */
+export interface MaintenanceState {
+  enabled: boolean;
+  message: string;
+  /** Set while a deploy run holds it on. */
+  run?: string;
+  updatedAt: string;
+}
+
+/** The current maintenance_mode; undefined when admindb has no such setting (not migrated yet). */
+export async function readMaintenance(q: Queryable): Promise<MaintenanceState | undefined> {
+  if (!(await tableExists(q, "system_settings"))) return undefined;
+  const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
+  if (!row) return undefined;
+  const value = JSON.parse(row.value) as { enabled?: unknown; message?: unknown };
+  return {
+    enabled: value?.enabled === true,
+    message: typeof value?.message === "string" ? value.message : "",
+    ...(isOurs(value) ? { run: value.migration_run } : {}),
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Sets maintenance_mode by hand (or to keep it on after a deploy), in the shape the services read. */
+export async function setMaintenance(q: Queryable, state: { enabled: boolean; message: string }): Promise<void> {
+  await q.query(
+    `INSERT INTO system_settings (key, value) VALUES ('maintenance_mode', $1::json)
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+    [JSON.stringify({ enabled: state.enabled, message: state.message })],
+  );
+}
+
 /** Records the run and each database's latest migration in 'schema_version'. */
 export async function recordSchemaVersion(q: Queryable, runId: string, latest: Record<string, string | null>): Promise<boolean> {
   if (!(await tableExists(q, "system_settings"))) return false;

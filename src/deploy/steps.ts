@@ -7,7 +7,7 @@ import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { ensureBookkeeping, readApplied } from "../runner/history";
-import { enableMaintenance, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance } from "./maintenance";
+import { enableMaintenance, MAINTENANCE_MESSAGE, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance, setMaintenance } from "./maintenance";
 import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
@@ -28,6 +28,8 @@ export interface DeployOptions {
   backup: boolean;
   /** Keep only this many backup runs (older ones are removed after a successful backup). */
   backupKeep?: number;
+  /** After a successful run, leave maintenance mode on (the old manual's window: migrate, deploy the app, check, then off). */
+  keepMaintenance?: boolean;
   progress?: Progress;
   /** A migration found a lock taken and is rolled back to try again later. */
   onLockRetry?: (event: LockRetry & { db: DbName; migration: string }) => void;
@@ -50,7 +52,8 @@ export interface DeployFailure {
 export interface DeployResult {
   steps: Array<StepResult & { db: DbName }>;
   backup?: { dir: string; manifest: BackupManifest } | { skipped: true };
-  maintenance: "not-available" | "restored" | "left-on";
+  /** `kept-on`: --keep-maintenance, for the application rollout; `left-on`: undoing failed. */
+  maintenance: "not-available" | "restored" | "left-on" | "kept-on";
   schemaVersionRecorded: boolean;
   pruned: string[];
   /** Things that went wrong after the migrations themselves succeeded or were undone. */
@@ -179,7 +182,11 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     } finally {
       if (settings && maintenance) {
         if (result.failure?.undoFailed) result.maintenance = "left-on";
-        else {
+        else if (!result.failure && options.keepMaintenance) {
+          // In the plain shape a person would set: no later run takes it for a dead run's and puts it back.
+          await setMaintenance(settings.q, { enabled: true, message: MAINTENANCE_MESSAGE });
+          result.maintenance = "kept-on";
+        } else {
           try {
             await restoreMaintenance(settings.q, maintenance);
             result.maintenance = "restored";

@@ -121,9 +121,24 @@ function postgresCanReach(dir: string): boolean {
  */
 function chooseDataDir(root: string): string {
   if (!isRoot() || postgresCanReach(root)) return path.join(root, "data");
-  const home = execFileSync("getent", ["passwd", "postgres"], { encoding: "utf8" }).split(":")[5] || "/var/lib/postgresql";
+  return externalDataDir(root);
+}
+
+/** The data directory a cluster of `root` gets under the postgres user's home (see chooseDataDir). */
+function externalDataDir(root: string): string {
+  let home = "/var/lib/postgresql";
+  try {
+    home = execFileSync("getent", ["passwd", "postgres"], { encoding: "utf8" }).split(":")[5] || home;
+  } catch {
+    /* no postgres user: the default */
+  }
   const key = crypto.createHash("sha256").update(path.resolve(root)).digest("hex").slice(0, 12);
   return path.join(home, "ai-micro-migrations", key, "data");
+}
+
+/** Where the cluster of `root` keeps its data (it may live outside `root`, see chooseDataDir). */
+export function clusterDataDir(root: string): string {
+  return dataDirOf(root);
 }
 
 export function readClusterInfo(root: string): ClusterInfo | undefined {
@@ -211,9 +226,11 @@ export function startCluster(root: string): void {
   runServerTool(path.join(binDirOf(root), "pg_ctl"), ["-D", dataDir, "-l", path.join(dataDir, "server.log"), "-w", "-t", "60", "start"]);
 }
 
-export function stopCluster(root: string): void {
-  if (!isClusterRunning(root)) return;
+/** Stops the cluster; false when it was not running. */
+export function stopCluster(root: string): boolean {
+  if (!isClusterRunning(root)) return false;
   runServerTool(path.join(binDirOf(root), "pg_ctl"), ["-D", dataDirOf(root), "-m", "fast", "-w", "stop"]);
+  return true;
 }
 
 /** Creates (first time) and starts the cluster under `root`; returns how to reach it. */
@@ -229,4 +246,31 @@ export function destroyCluster(root: string): void {
   stopCluster(root);
   fs.rmSync(dataDirOf(root), { recursive: true, force: true });
   fs.rmSync(root, { recursive: true, force: true });
+}
+
+/**
+ * Removes the cluster of `root` wherever it is: the one server.json names, and one left under the
+ * postgres user's home by an earlier checkout at this path whose server.json is gone (stopped
+ * first if it still runs). Returns the directories removed.
+ */
+export function destroyClusterEverywhere(root: string): string[] {
+  const removed: string[] = [];
+  const known = fs.existsSync(infoFileOf(root)) ? dataDirOf(root) : undefined;
+  if (known && fs.existsSync(known)) removed.push(known);
+  if (fs.existsSync(root)) removed.push(root);
+  destroyCluster(root);
+  const orphan = externalDataDir(root);
+  if (orphan !== known && fs.existsSync(orphan)) {
+    const pidFile = path.join(orphan, "postmaster.pid");
+    if (fs.existsSync(pidFile)) {
+      try {
+        runServerTool(path.join(pickPostgresInstall().binDir, "pg_ctl"), ["-D", orphan, "-m", "fast", "-w", "stop"]);
+      } catch {
+        /* not running after all */
+      }
+    }
+    fs.rmSync(path.dirname(orphan), { recursive: true, force: true });
+    removed.push(path.dirname(orphan));
+  }
+  return removed;
 }

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import type { MigrationInterface } from "typeorm";
 import type { DbName } from "../databases";
-import { MigrationError } from "../errors";
+import { MigrationError, UsageError } from "../errors";
 import { PROJECT_ROOT } from "../paths";
 
 export interface MigrationFile {
@@ -164,4 +164,48 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
     seen.set(m.name, m.file);
   }
   return listed.sort((a, b) => a.timestamp - b.timestamp || a.name.localeCompare(b.name));
+}
+
+/** The name given to generate/create: the class name without its 13-digit timestamp. */
+export function baseName(file: MigrationFile): string {
+  return file.name.slice(0, -13);
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = row[j];
+      row[j] = next;
+    }
+  }
+  return row[b.length];
+}
+
+/**
+ * The migrations a user means by `given`: the class name (`AddBirthDate1795606683139`), the name
+ * given to generate or create (`AddBirthDate`), or the file name (`1795606683139-AddBirthDate.ts`,
+ * with or without a folder or `.ts`). Across databases one change shares its name and timestamp.
+ * Throws a UsageError for an unknown name, listing the closest ones, or an ambiguous one.
+ */
+export function findMigrations(files: MigrationFile[], given: string, db?: DbName): MigrationFile[] {
+  const wanted = path.basename(given).replace(/\.(ts|js)$/, "");
+  const matches = files.filter((f) => f.name === wanted || baseName(f) === wanted || path.basename(f.file).replace(/\.(ts|js)$/, "") === wanted);
+  if (!matches.length) {
+    const names = [...new Set(files.map((f) => f.name))];
+    const closest = names
+      .map((n) => ({ n, d: Math.min(editDistance(wanted.toLowerCase(), n.toLowerCase()), editDistance(wanted.toLowerCase(), n.slice(0, -13).toLowerCase())) }))
+      .sort((a, b) => a.d - b.d || a.n.localeCompare(b.n))
+      .slice(0, 3)
+      .map((c) => c.n);
+    throw new UsageError(`unknown migration "${given}"${closest.length ? ` (closest: ${closest.join(", ")})` : ""}`, db);
+  }
+  const stamps = [...new Set(matches.map((m) => m.timestamp))];
+  if (stamps.length > 1) {
+    throw new UsageError(`"${given}" names more than one migration (${[...new Set(matches.map((m) => m.name))].join(", ")}): give the full name`, db);
+  }
+  return matches;
 }
