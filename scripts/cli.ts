@@ -27,6 +27,8 @@ import * as print from "./print";
 import * as printLint from "./print-lint";
 import { lintMigrations } from "../src/commands/lint";
 import { maintenanceCommand } from "../src/commands/maintenance";
+import { showEnvironments } from "../src/commands/environments";
+import { schemaDocs } from "../src/commands/docs";
 import type { Progress } from "../src/backup/backup";
 
 function selectedDbs(flags: Flags): DbName[] {
@@ -141,6 +143,40 @@ function readEnvFiles(name: string | undefined): void {
   readDotEnv();
 }
 
+/** The environments named by --env (several) or --all-envs (every .env.<name> file here). */
+function environmentNames(flags: Flags): string[] {
+  if (!flags.allEnvs) return flags.env ?? [];
+  const names = fs.readdirSync(process.cwd())
+    .map((f) => /^\.env\.([\w.-]+)$/.exec(f)?.[1])
+    .filter((n): n is string => !!n && !/^(example|sample|template)$/.test(n))
+    .sort();
+  if (!names.length) throw new UsageError(`--all-envs: no .env.<name> file in ${process.cwd()}`);
+  return [...new Set([...(flags.env ?? []), ...names])];
+}
+
+/** migration:show --env a --env b: each environment read on its own (never the embedded server started), one table. */
+async function showAcrossEnvironments(flags: Flags): Promise<number> {
+  const dbs = selectedDbs(flags);
+  const base = { ...process.env };
+  const inputs = environmentNames(flags).map((name) => {
+    const env: Record<string, string | undefined> = { ...base };
+    const file = path.resolve(`.env.${name}`);
+    if (!/^[\w.-]+$/.test(name)) return { name, error: `not an environment name (reads .env.<name>)` };
+    if (!fs.existsSync(file)) return { name, error: `${path.basename(file)} not found` };
+    readDotEnv(env, file);
+    readDotEnv(env);
+    try {
+      const config = loadConfig(env, { embeddedUrl });
+      return { name, config, server: describeServer(config) };
+    } catch (error) {
+      return { name, error: (error as MigrationError).line ?? String(error) };
+    }
+  });
+  const report = await showEnvironments(inputs, dbs);
+  emit(flags, report, () => print.environments(report));
+  return EXIT.ok;
+}
+
 /** The configuration, starting the embedded server first when nothing is configured. */
 async function configure(flags: Flags): Promise<Config> {
   let created = false;
@@ -153,7 +189,7 @@ async function configure(flags: Flags): Promise<Config> {
     }
   }
   const config = loadConfig(process.env, { embeddedUrl });
-  if (!flags.json) console.log(`${flags.env ? `env ${flags.env}: ` : ""}${describeServer(config)}${created ? " (created now)" : ""}`);
+  if (!flags.json) console.log(`${flags.env ? `env ${flags.env[0]}: ` : ""}${describeServer(config)}${created ? " (created now)" : ""}`);
   return config;
 }
 
@@ -203,8 +239,8 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:show",
     summary: "per database: applied and pending migrations, the last run",
-    flags: { db: true, json: true },
-    example: "npm run migration:show -- --db apidb --json",
+    flags: { db: true, allEnvs: true, json: true },
+    example: "npm run migration:show -- --env staging --env production",
     async run(flags) {
       const dbs = selectedDbs(flags);
       const report = await showMigrations(await configure(flags), dbs);
@@ -322,6 +358,20 @@ const COMMANDS: CommandDef[] = [
     },
   },
   {
+    name: "schema:docs",
+    summary: "write docs/schema.md (ER diagrams, column tables) from the entities; reads no database",
+    flags: { check: "write nothing: exit 1 if docs/schema.md is out of date", json: true },
+    example: "npm run schema:docs -- --check",
+    async run(flags) {
+      const report = schemaDocs({ check: flags.check });
+      emit(flags, { command: "schema:docs", ...report }, () => {
+        if (flags.check) console.log(report.changed ? `${report.file} is out of date: run npm run schema:docs` : `${report.file} is up to date`);
+        else console.log(report.changed ? `wrote ${report.file}` : `${report.file}: no changes`);
+      });
+      return flags.check && report.changed ? EXIT.failed : EXIT.ok;
+    },
+  },
+  {
     name: "db:maintenance",
     summary: "the maintenance window by hand: on, off or status (admindb maintenance_mode)",
     argument: { name: "<on|off|status>", description: "turn maintenance mode on or off, or show it" },
@@ -404,7 +454,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const parsed = parseCommand(def, rest); // first: a bad flag changes nothing, reads nothing
   if (!parsed) return EXIT.ok; // --help
-  readEnvFiles(parsed.flags.env); // then: every setting the command checks may come from .env files
+  const envs = parsed.flags.env ?? [];
+  if (def.name === "migration:show" && (envs.length > 1 || parsed.flags.allEnvs)) return showAcrossEnvironments(parsed.flags);
+  if (envs.length > 1) throw new UsageError(`${def.name}: --env is given once (migration:show compares several)`);
+  if (parsed.flags.allEnvs) throw new UsageError(`${def.name}: --all-envs goes with migration:show`);
+  readEnvFiles(envs[0]); // then: every setting the command checks may come from .env files
   return def.run(parsed.flags, parsed.argument);
 }
 

@@ -18,6 +18,7 @@ const FLAGS = {
   json: { syntax: "--json", description: "print one JSON report on stdout" },
   all: { syntax: "--all", description: "every migration, applied ones too (reads no database)" },
   unsafe: { syntax: "--unsafe", description: "deploy despite lint findings not accepted (warns)" },
+  allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
 } as const;
@@ -36,12 +37,14 @@ export interface Flags {
   into?: string;
   shadowUrl?: string;
   json?: boolean;
-  env?: string;
+  /** `--env` may be given more than once (migration:show compares environments). */
+  env?: string[];
   verbose?: boolean;
   all?: boolean;
   unsafe?: boolean;
   keepMaintenance?: boolean;
   message?: string;
+  allEnvs?: boolean;
 }
 
 export interface CommandDef {
@@ -87,7 +90,11 @@ function commandFor(def: CommandDef): Command {
     if (name === "db") option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     cmd.addOption(option);
   }
-  for (const { syntax, description } of COMMON) cmd.option(syntax, description);
+  for (const { syntax, description } of COMMON) {
+    const option = new Option(syntax, description);
+    if (syntax.startsWith("--env")) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    cmd.addOption(option);
+  }
   return cmd;
 }
 

@@ -10,6 +10,7 @@ import type { BaselineReport } from "../src/commands/baseline";
 import type { RepairReport } from "../src/commands/repair";
 import type { LockHolder } from "../src/runner/locks";
 import type { MaintenanceReport } from "../src/commands/maintenance";
+import type { EnvironmentCell, EnvironmentsReport } from "../src/commands/environments";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`);
 
@@ -53,6 +54,15 @@ export function waiting(event: { db: string; holder?: LockHolder; waitMs: number
 /** A migration met a taken lock, rolled back, and tries again after a pause. */
 export function lockRetry(event: { db: string; migration: string; attempt: number; delayMs: number; blockers?: string }): void {
   console.error(`${event.db}: ${event.migration}: lock not available${event.blockers ? ` (held by ${event.blockers})` : ""}; rolled back, try ${event.attempt + 1} in ${(event.delayMs / 1000).toFixed(1)} s`);
+}
+
+/** Migrations (rows, timeline order) against environments (columns). */
+export function environments(report: EnvironmentsReport): void {
+  for (const e of report.environments) console.log(`${e.name}: ${e.error ? `cannot be read: ${e.error}` : e.server}`);
+  const cell = (env: EnvironmentsReport["environments"][number], c: EnvironmentCell | undefined) =>
+    env.error ? "?" : !c ? "-" : c.state === "applied" ? `applied ${c.at?.slice(0, 10) ?? ""}`.trim() : c.state === "pending" ? "pending" : c.state.toUpperCase();
+  table(["migration", "database", ...report.environments.map((e) => e.name)],
+    report.migrations.map((m) => [m.name, m.db, ...report.environments.map((e) => cell(e, m.cells[e.name]))]));
 }
 
 export function maintenance(report: MaintenanceReport): void {

@@ -12,7 +12,7 @@ const ROOT = path.resolve(__dirname, "..");
 const FLAGS: Record<string, string[]> = {
   "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--keep-maintenance", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
-  "migration:show": ["--db", "--json"],
+  "migration:show": ["--db", "--all-envs", "--json"],
   "migration:lint": ["--db", "--all", "--json"],
   "migration:check": ["--db", "--shadow-url", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
@@ -26,6 +26,7 @@ const FLAGS: Record<string, string[]> = {
   "db:reset": [],
   "db:destroy": [],
   "db:maintenance": ["--message", "--json"],
+  "schema:docs": ["--check", "--json"],
 };
 const COMMANDS = Object.keys(FLAGS);
 const allFlags = (command: string) => [...FLAGS[command], "--env", "--verbose", "--help"];
