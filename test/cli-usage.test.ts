@@ -99,7 +99,7 @@ describe("strict flags", () => {
   it("another command's flag is refused: migration:show --to", async () => {
     const r = await runCli(["migration:show", "--to", "Init"], env);
     expect(r.code).toBe(2);
-    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --json, --env, --verbose, --help)");
+    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --all-envs, --json, --env, --verbose, --help)");
   });
 
   it("db:backup --to Init: exit 2, no backup taken, no server used", async () => {
