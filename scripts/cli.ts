@@ -262,12 +262,12 @@ const COMMANDS: CommandDef[] = [
   },
   {
     name: "migration:check",
-    summary: "entity, history and schema drift; exit 1 on any",
-    flags: { db: true, shadowUrl: true, json: true },
+    summary: "entity, history and schema drift (pending listed, not drift); exit 1 on drift",
+    flags: { db: true, shadowUrl: true, failOnPending: true, json: true },
     example: "npm run migration:check -- --db admindb",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const options = { shadowUrl: shadowUrl(flags) };
+      const options = { shadowUrl: shadowUrl(flags), failOnPending: !!flags.failOnPending };
       const report = await checkDatabases(await configure(flags), dbs, options);
       emit(flags, report, () => print.check(report));
       return report.ok ? EXIT.ok : EXIT.failed;

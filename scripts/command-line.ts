@@ -18,6 +18,7 @@ const FLAGS = {
   json: { syntax: "--json", description: "print one JSON report on stdout" },
   all: { syntax: "--all", description: "every migration, applied ones too (reads no database)" },
   unsafe: { syntax: "--unsafe", description: "deploy despite lint findings not accepted (warns)" },
+  failOnPending: { syntax: "--fail-on-pending", description: "pending migrations fail the check too (exit 1)" },
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
@@ -45,6 +46,7 @@ export interface Flags {
   keepMaintenance?: boolean;
   message?: string;
   allEnvs?: boolean;
+  failOnPending?: boolean;
 }
 
 export interface CommandDef {

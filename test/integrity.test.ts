@@ -45,7 +45,8 @@ describe("edited and deleted applied migrations", () => {
     const report = JSON.parse(check.stdout);
     expect(report.ok).toBe(false);
     expect(report.databases[1].historyDrift).toEqual([expect.stringMatching(/1795800000001-AddNickname\.ts was edited after it was applied/)]);
-    expect(report.databases[0].historyDrift).toEqual(["AddSessions1795800000002 is pending"]);
+    // A pending migration is listed, not drift (its table is one no entity maps: TypeORM leaves it be).
+    expect(report.databases[0]).toEqual({ db: "authdb", pending: ["AddSessions1795800000002"], entityDrift: [], historyDrift: [], schemaDrift: [] });
 
     const show = await runCli(["migration:show"], env());
     expect(show.stdout).toContain("[x] AddNickname1795800000001  (EDITED since applied: checksum differs)");

@@ -1,18 +1,25 @@
 // migration:check: every way a database can have drifted, as findings (CI-friendly, exit 1 on any):
-// entity drift (TypeORM's diff is not empty), history drift (checksums, missing files, pending),
-// schema drift (the live catalog differs from what the applied migrations produce).
+// entity drift (the entities differ from the schema the database will have once its pending
+// migrations run), history drift (edited or missing applied migrations), schema drift (the live
+// catalog differs from what the applied migrations produce). Pending migrations are listed, not
+// drift: right before a deploy they are expected (`failOnPending` makes them a failure too).
 import { diffCatalogs, readCatalog } from "../schema/catalog";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { closeStates, readStates } from "../deploy/plan";
+import { closeStates, DbState, readStates } from "../deploy/plan";
 import { schemaDiff } from "../schema/diff";
-import { shadowCatalog } from "../schema/shadow";
+import { withShadow } from "../schema/shadow";
 
 export interface DbCheck {
   db: DbName;
-  /** SQL TypeORM would generate to bring the database to the entities. */
+  /** Migrations migration:run would apply (all of them when the database does not exist yet). Not drift. */
+  pending: string[];
+  /**
+   * SQL TypeORM would generate to bring the database to the entities, once its pending migrations
+   * ran (computed in the shadow database when some are pending, on the live database otherwise).
+   */
   entityDrift: string[];
-  /** Checksum mismatches, applied migrations with no file, pending migrations. */
+  /** Checksum mismatches, applied migrations with no file, tables with no history. */
   historyDrift: string[];
   /** Differences of the live schema from the one the applied migrations build. */
   schemaDrift: string[];
@@ -20,36 +27,65 @@ export interface DbCheck {
 
 export interface CheckReport {
   command: "check";
+  /** No drift in any database (and, with `failOnPending`, nothing pending either). */
   ok: boolean;
   databases: DbCheck[];
 }
 
-export async function checkDatabases(config: Config, dbs: DbName[], options: { shadowUrl?: string } = {}): Promise<CheckReport> {
+export interface CheckOptions {
+  /** An empty scratch database to replay migrations in, when the role may not create one. */
+  shadowUrl?: string;
+  /** Pending migrations make the check fail (a CI job asserting an environment is up to date). */
+  failOnPending?: boolean;
+}
+
+/** True when a database has drifted (pending migrations are not drift). */
+export function hasDrift(d: DbCheck): boolean {
+  return d.entityDrift.length + d.historyDrift.length + d.schemaDrift.length > 0;
+}
+
+/**
+ * Checks each database; one shadow database at most per database.
+ *
+ *   const report = await checkDatabases(config, ["authdb", "apidb"], { failOnPending: true });
+ *   if (!report.ok) process.exitCode = 1;
+ */
+export async function checkDatabases(config: Config, dbs: DbName[], options: CheckOptions = {}): Promise<CheckReport> {
   const states = await readStates(config, dbs);
   try {
     const databases: DbCheck[] = [];
-    for (const s of states) {
-      const check: DbCheck = { db: s.db, entityDrift: [], historyDrift: [], schemaDrift: [] };
-      databases.push(check);
-      if (!s.exists) {
-        check.historyDrift.push(`database ${s.target.database} does not exist`);
-        continue;
-      }
-      for (const f of s.changedFiles) check.historyDrift.push(`${f.file} was edited after it was applied (checksum differs)`);
-      for (const name of s.missingFiles) check.historyDrift.push(`applied migration ${name} has no file`);
-      for (const f of s.pending) check.historyDrift.push(`${f.name} is pending`);
-      if (s.applied.length === 0 && s.tableCount > 0) {
-        check.historyDrift.push(`has ${s.tableCount} tables but no migration history (adopt it with migration:baseline)`);
-      } else if (!s.missingFiles.length) {
-        const appliedNames = new Set(s.applied.map((a) => a.name));
-        const expected = await shadowCatalog(s.target, s.files.filter((f) => appliedNames.has(f.name)), { shadowUrl: options.shadowUrl, connectTimeoutMs: config.connectTimeoutMs });
-        check.schemaDrift = diffCatalogs(await readCatalog(s.dataSource), expected);
-      }
-      check.entityDrift = (await schemaDiff(s.dataSource)).up.map((q) => q.query);
-    }
-    const ok = databases.every((d) => !d.entityDrift.length && !d.historyDrift.length && !d.schemaDrift.length);
+    for (const s of states) databases.push(await checkDatabase(config, s, options));
+    const ok = databases.every((d) => !hasDrift(d) && !(options.failOnPending && d.pending.length));
     return { command: "check", ok, databases };
   } finally {
     await closeStates(states);
   }
+}
+
+async function checkDatabase(config: Config, s: DbState, options: CheckOptions): Promise<DbCheck> {
+  const check: DbCheck = { db: s.db, pending: s.pending.map((f) => f.name), entityDrift: [], historyDrift: [], schemaDrift: [] };
+  for (const f of s.changedFiles) check.historyDrift.push(`${f.file} was edited after it was applied (checksum differs)`);
+  for (const name of s.missingFiles) check.historyDrift.push(`applied migration ${name} has no file`);
+  const unadopted = s.exists && s.applied.length === 0 && s.tableCount > 0;
+  if (unadopted) check.historyDrift.push(`has ${s.tableCount} tables but no migration history (adopt it with migration:baseline)`);
+
+  // With an applied file missing, no replay builds what the database has: schema drift and the
+  // schema after the pending migrations are unknown (history drift already fails the check).
+  const replayable = !s.missingFiles.length;
+  const compareSchema = s.exists && !unadopted && replayable;
+  const afterPending = s.pending.length > 0 && replayable;
+  if (compareSchema || afterPending) {
+    const applied = new Set(s.applied.map((a) => a.name));
+    await withShadow(s.target, { shadowUrl: options.shadowUrl, connectTimeoutMs: config.connectTimeoutMs }, async (shadow) => {
+      await shadow.apply(s.files.filter((f) => applied.has(f.name)));
+      if (compareSchema) check.schemaDrift = diffCatalogs(await readCatalog(s.dataSource), await shadow.catalog());
+      if (afterPending) {
+        await shadow.apply(s.pending);
+        check.entityDrift = (await schemaDiff(shadow.dataSource)).up.map((q) => q.query);
+      }
+    });
+  }
+  // Nothing pending: the live database is what the entities must match (hand changes show here too).
+  if (s.exists && !s.pending.length) check.entityDrift = (await schemaDiff(s.dataSource)).up.map((q) => q.query);
+  return check;
 }

@@ -2,6 +2,7 @@
 // produce. Created beside the real one (when the role may create databases) and dropped after; or
 // an empty database the user names with --shadow-url, emptied again after.
 import * as crypto from "crypto";
+import type { DataSource } from "typeorm";
 import type { Catalog } from "./catalog";
 import { readCatalog } from "./catalog";
 import { parsePostgresUrl, redactUrl, type DbTarget } from "../config";
@@ -38,18 +39,57 @@ async function emptyScratch(client: import("pg").Client, extensionsBefore: Set<s
   for (const ext of after.filter((e) => !extensionsBefore.has(e))) await client.query(`DROP EXTENSION IF EXISTS ${quoteIdent(ext)} CASCADE`);
 }
 
-async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
+/**
+ * A shadow database being built: migrations are applied to it in steps, and it can be read between
+ * them, e.g. the catalog after the applied migrations, then TypeORM's entity diff after the pending
+ * ones too, all in one scratch database.
+ *
+ *   await withShadow(target, { connectTimeoutMs }, async (shadow) => {
+ *     await shadow.apply(applied);
+ *     const expected = await shadow.catalog();
+ *     await shadow.apply(pending);
+ *     return schemaDiff(shadow.dataSource);
+ *   });
+ */
+export interface Shadow {
+  /** Applies `files` in order, after the ones applied before. */
+  apply(files: MigrationFile[]): Promise<void>;
+  /** The catalog the migrations applied so far produce. */
+  catalog(): Promise<Catalog>;
+  /** Connected to the shadow database, with the real database's entities (for `schemaDiff`). */
+  readonly dataSource: DataSource;
+}
+
+/**
+ * Runs `body` on the (empty) shadow database `target` names. `extensionsBefore`: the extensions a
+ * given scratch database had before; they count only where the applied migrations create them.
+ */
+async function usingShadow<T>(target: DbTarget, connectTimeoutMs: number, extensionsBefore: Set<string> | undefined, body: (shadow: Shadow) => Promise<T>): Promise<T> {
   const ds = await openDataSource(target, connectTimeoutMs);
+  const applied: MigrationFile[] = [];
   try {
     await ensureBookkeeping(ds);
-    for (const file of files) {
-      try {
-        await applyMigration(ds, file, "up", { runId: "shadow", command: "shadow", timeouts: DEFAULT_TIMEOUTS });
-      } catch (error) {
-        throw new MigrationError(`replaying ${file.name} in the shadow database failed: ${(error as Error).message.split("\n")[0]}`, target.db);
-      }
-    }
-    return await readCatalog(ds);
+    return await body({
+      dataSource: ds,
+      async apply(files) {
+        for (const file of files) {
+          try {
+            await applyMigration(ds, file, "up", { runId: "shadow", command: "shadow", timeouts: DEFAULT_TIMEOUTS });
+          } catch (error) {
+            throw new MigrationError(`replaying ${file.name} in the shadow database failed: ${(error as Error).message.split("\n")[0]}`, target.db);
+          }
+          applied.push(file);
+        }
+      },
+      async catalog() {
+        const catalog = await readCatalog(ds);
+        if (extensionsBefore) {
+          const created = new Set(extensionsCreatedBy(applied));
+          catalog.extensions = catalog.extensions.filter((e) => !extensionsBefore.has(e) || created.has(e) || e === "plpgsql");
+        }
+        return catalog;
+      },
+    });
   } finally {
     await ds.destroy();
   }
@@ -57,7 +97,18 @@ async function replay(target: DbTarget, files: MigrationFile[], connectTimeoutMs
 
 /** The catalog that `files`, applied in order to an empty database, produce. */
 export async function shadowCatalog(target: DbTarget, files: MigrationFile[], options: { shadowUrl?: string; connectTimeoutMs: number }): Promise<Catalog> {
-  if (options.shadowUrl) return replayInGivenDatabase(target.db, options.shadowUrl, files, options.connectTimeoutMs);
+  return withShadow(target, options, async (shadow) => {
+    await shadow.apply(files);
+    return shadow.catalog();
+  });
+}
+
+/**
+ * Runs `body` on an empty shadow database of `target`: one created beside it and dropped after, or
+ * the scratch database `shadowUrl` names, emptied again after.
+ */
+export async function withShadow<T>(target: DbTarget, options: { shadowUrl?: string; connectTimeoutMs: number }, body: (shadow: Shadow) => Promise<T>): Promise<T> {
+  if (options.shadowUrl) return inGivenDatabase(target.db, options.shadowUrl, options.connectTimeoutMs, body);
   const name = `${target.database}_shadow_${crypto.randomBytes(3).toString("hex")}`.slice(0, 63);
   const admin = await connectServer(target, options.connectTimeoutMs);
   try {
@@ -72,7 +123,7 @@ export async function shadowCatalog(target: DbTarget, files: MigrationFile[], op
     try {
       const url = new URL(target.url);
       url.pathname = "/" + encodeURIComponent(name);
-      return await replay({ ...target, url: url.toString(), database: name, display: redactUrl(url.toString()) }, files, options.connectTimeoutMs);
+      return await usingShadow({ ...target, url: url.toString(), database: name, display: redactUrl(url.toString()) }, options.connectTimeoutMs, undefined, body);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`).catch(() => undefined);
     }
@@ -81,7 +132,7 @@ export async function shadowCatalog(target: DbTarget, files: MigrationFile[], op
   }
 }
 
-async function replayInGivenDatabase(db: DbName, shadowUrl: string, files: MigrationFile[], connectTimeoutMs: number): Promise<Catalog> {
+async function inGivenDatabase<T>(db: DbName, shadowUrl: string, connectTimeoutMs: number, body: (shadow: Shadow) => Promise<T>): Promise<T> {
   const parsed = parsePostgresUrl(shadowUrl, "--shadow-url", db);
   const database = decodeURIComponent(parsed.pathname.slice(1));
   const target: DbTarget = { db, url: parsed.toString(), database, source: "--shadow-url", display: redactUrl(parsed.toString()) };
@@ -91,11 +142,7 @@ async function replayInGivenDatabase(db: DbName, shadowUrl: string, files: Migra
     if (rowCount) throw new MigrationError(`shadow database ${database} is not empty: give an empty scratch database`, db);
     const before = new Set((await client.query(`SELECT extname FROM pg_extension`)).rows.map((r) => r.extname as string));
     try {
-      const catalog = await replay(target, files, connectTimeoutMs);
-      // Extensions the scratch database had before count only where the migrations create them.
-      const created = new Set(extensionsCreatedBy(files));
-      catalog.extensions = catalog.extensions.filter((e) => !before.has(e) || created.has(e) || e === "plpgsql");
-      return catalog;
+      return await usingShadow(target, connectTimeoutMs, before, body);
     } finally {
       // Leave it as we found it: no tables, only the extensions it had (a DBA may have installed
       // the untrusted ones, like vector, for a role that may not).
