@@ -76,7 +76,7 @@ export async function dropInvalidIndex(q: Queryable, index: string): Promise<boo
  * Who holds a lock on the table `statement` acts on, for the message: pid, since when, what it
  * runs. Undefined when the table cannot be told or nothing is seen (the role may not see others).
  */
-export async function describeBlockers(q: Queryable, statement: string | undefined): Promise<string | undefined> {
+export async function describeBlockers(q: Queryable, statement: string | undefined, since?: Date): Promise<string | undefined> {
   const table = statement ? targetTable(statement.trim()) : undefined;
   if (!table) return undefined;
   try {
@@ -85,11 +85,13 @@ export async function describeBlockers(q: Queryable, statement: string | undefin
       `SELECT DISTINCT a.pid, a.query_start, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) AS query
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
        WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid()
+         AND ($2::timestamptz IS NULL OR a.xact_start <= $2)
        ORDER BY a.query_start NULLS LAST LIMIT 3`,
-      [table],
+      [table, since ?? null],
     );
     if (!found.length) return undefined;
-    return found.map((b) => `pid ${b.pid}${b.query_start ? ` (query started ${b.query_start.toISOString()})` : ""}${b.query ? `: ${b.query}` : ""}`).join("; ");
+    // Only sessions whose transaction began before our try: those queued behind us got their lock after.
+    return found.map((b) => `pid ${b.pid}${b.query_start ? ` (query started ${b.query_start.toISOString()})` : ""}${b.query ? `: ${b.query.replace(/;\s*$/, "")}` : ""}`).join("; ");
   } catch {
     return undefined;
   }

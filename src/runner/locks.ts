@@ -151,9 +151,26 @@ export async function existingDatabases(session: ServerSession): Promise<Set<str
   return new Set(rows.map((r) => r.datname));
 }
 
+/**
+ * Waits (briefly) until the run's other connections on this server are gone: a closed connection's
+ * backend exits a moment after the client is done with it. So the next run starts only when this
+ * one is down to its lock session, and the connection budget holds at every instant.
+ */
+async function drained(s: ServerSession, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { rows } = await s.client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name LIKE $1`, [`ai-micro-migrations run ${s.runId}%`],
+    ).catch(() => ({ rows: [{ n: 0 }] }));
+    if (rows[0].n === 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Releases the locks and ends the sessions. */
 export async function closeSessions(sessions: ServerSession[]): Promise<void> {
   await Promise.all(sessions.map(async (s) => {
+    if (s.locked.length) await drained(s);
     for (const database of [...s.locked].reverse()) await releaseLock(s.client, database);
     s.locked = [];
     await s.client.end().catch(() => undefined);

@@ -77,13 +77,14 @@ function statementRetrying(qr: QueryRunner, timeouts: Timeouts, context: Migrati
     const index = concurrentIndexOf(sql);
     if (index) await dropInvalidIndex(qr, index);
     for (let attempt = 1; ; attempt++) {
+      const tried = new Date();
       try {
         return await (real as (...a: unknown[]) => Promise<unknown>)(sql, parameters, ...rest);
       } catch (error) {
         if (index) await dropInvalidIndex(qr, index).catch(() => undefined);
         if (!isLockTimeout(error) || !safeToRepeat(sql) || context.signal?.aborted) throw error;
         const delayMs = retryDelay(attempt);
-        const blockers = await describeBlockers(qr, sql);
+        const blockers = await describeBlockers(qr, sql, tried);
         if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
         counter.retries++;
         context.onRetry?.({ attempt, delayMs, blockers });
@@ -141,6 +142,7 @@ export async function applyMigration(dataSource: DataSource, file: MigrationFile
     }
     for (let attempt = 1; ; attempt++) {
       const last: { sql?: string } = {};
+      const tried = new Date();
       try {
         const durationMs = await runOnce(qr, file, direction, context, timeouts, inTransaction, counter, last);
         return { name: file.name, direction, durationMs, ...(counter.retries ? { lockRetries: counter.retries } : {}) };
@@ -149,7 +151,7 @@ export async function applyMigration(dataSource: DataSource, file: MigrationFile
         // In a transaction, a taken lock rolls the whole migration back: it is tried again later.
         if (!inTransaction || !isLockTimeout(error) || context.signal?.aborted) throw error;
         const delayMs = retryDelay(attempt);
-        const blockers = await describeBlockers(qr, last.sql);
+        const blockers = await describeBlockers(qr, last.sql, tried);
         if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
         counter.retries++;
         context.onRetry?.({ attempt, delayMs, blockers });
