@@ -64,6 +64,15 @@ function gaveUp(tries: number, timeouts: Timeouts, blockers: string | undefined)
   return Object.assign(error, { code: "55P03" });
 }
 
+/** Between two tries: gives up at the budget, else says so and waits (backoff with jitter). */
+async function waitToRetry(attempt: number, deadline: number, timeouts: Timeouts, context: MigrationContext, counter: { retries: number }, blockers?: string): Promise<void> {
+  const delayMs = retryDelay(attempt);
+  if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
+  counter.retries++;
+  context.onRetry?.({ attempt, delayMs, blockers });
+  await sleep(delayMs, context.signal);
+}
+
 /**
  * Outside a transaction, each statement runs on its own: one that met a taken lock is repeated
  * when that is safe (lock-retries.ts `safeToRepeat`), and a concurrent index build that fails
@@ -83,12 +92,7 @@ function statementRetrying(qr: QueryRunner, timeouts: Timeouts, context: Migrati
       } catch (error) {
         if (index) await dropInvalidIndex(qr, index).catch(() => undefined);
         if (!isLockTimeout(error) || !safeToRepeat(sql) || context.signal?.aborted) throw error;
-        const delayMs = retryDelay(attempt);
-        const blockers = await describeBlockers(qr, sql, tried);
-        if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
-        counter.retries++;
-        context.onRetry?.({ attempt, delayMs, blockers });
-        await sleep(delayMs, context.signal);
+        await waitToRetry(attempt, deadline, timeouts, context, counter, await describeBlockers(qr, sql, tried));
       }
     }
   }) as QueryRunner["query"];
@@ -150,12 +154,7 @@ export async function applyMigration(dataSource: DataSource, file: MigrationFile
         if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
         // In a transaction, a taken lock rolls the whole migration back: it is tried again later.
         if (!inTransaction || !isLockTimeout(error) || context.signal?.aborted) throw error;
-        const delayMs = retryDelay(attempt);
-        const blockers = await describeBlockers(qr, last.sql, tried);
-        if (Date.now() + delayMs > deadline) throw gaveUp(attempt, timeouts, blockers);
-        counter.retries++;
-        context.onRetry?.({ attempt, delayMs, blockers });
-        await sleep(delayMs, context.signal);
+        await waitToRetry(attempt, deadline, timeouts, context, counter, await describeBlockers(qr, last.sql, tried));
         if (context.signal?.aborted) throw new Error("interrupted");
       }
     }
