@@ -5,7 +5,7 @@ import "reflect-metadata";
 import "../src/quiet-warnings";
 import * as fs from "fs";
 import * as path from "path";
-import { Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, readDotEnv, scrubSecrets } from "../src/config";
+import { applyEnvFiles, Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scrubSecrets } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -138,9 +138,10 @@ function readEnvFiles(name: string | undefined): void {
     if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--env "${name}": expected a name like staging (reads .env.staging)`);
     const file = path.resolve(`.env.${name}`);
     if (!fs.existsSync(file)) throw new UsageError(`--env ${name}: ${path.basename(file)} not found in ${path.dirname(file)}`);
-    readDotEnv(process.env, file);
+    applyEnvFiles(process.env, [file, path.resolve(".env")]);
+    return;
   }
-  readDotEnv();
+  applyEnvFiles(process.env, [path.resolve(".env")]);
 }
 
 /** The environments named by --env (several) or --all-envs (every .env.<name> file here). */
@@ -163,8 +164,8 @@ async function showAcrossEnvironments(flags: Flags): Promise<number> {
     const file = path.resolve(`.env.${name}`);
     if (!/^[\w.-]+$/.test(name)) return { name, error: `not an environment name (reads .env.<name>)` };
     if (!fs.existsSync(file)) return { name, error: `${path.basename(file)} not found` };
-    readDotEnv(env, file);
-    readDotEnv(env);
+    // Each environment's server comes from its own files, never from this shell's variables.
+    applyEnvFiles(env, [file, path.resolve(".env")], { connectionFromEnv: false });
     try {
       const config = loadConfig(env, { embeddedUrl });
       return { name, config, server: describeServer(config) };

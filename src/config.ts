@@ -31,6 +31,8 @@ export interface Config {
   connectTimeoutMs: number;
   /** pg_dump's compression level, 0-9 (MIGRATION_BACKUP_COMPRESSION). */
   backupCompression: number;
+  /** The database on each server where the deploy locks are held (MIGRATION_LOCK_DATABASE, default `postgres`). */
+  lockDatabase: string;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -111,6 +113,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const backupDir = path.resolve(env.MIGRATION_BACKUP_DIR || "backups");
   const migrationsDir = migrationsRootFrom(env);
   const backupCompression = compressionLevel(env.MIGRATION_BACKUP_COMPRESSION);
+  const lockDatabase = env.MIGRATION_LOCK_DATABASE || "postgres";
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -121,7 +124,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
   }
 
   // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
@@ -149,7 +152,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
 }
 
 /** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
@@ -164,6 +167,31 @@ function positiveInt(raw: string | undefined, variable: string, fallback: number
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new UsageError(`${variable} must be a positive integer`);
   return value;
+}
+
+/** The variables that say which server and database: they come from one source, never mixed. */
+const CONNECTION_VAR = /^((DATABASE|AUTHDB|APIDB|ADMINDB)(_DIRECT)?_URL|(AUTHDB|APIDB|ADMINDB)_NAME)$/;
+
+/**
+ * Applies env files to `env`, `files` first to last in falling precedence, `env` itself first of
+ * all. Every other setting is taken from the first source that has it; the connection variables
+ * (URLs, direct URLs, database names) all from the first source that has any of them, so
+ * `--env production` can never send one database to the server `.env` names for development.
+ * `connectionFromEnv: false` ignores connection variables already in `env` (comparing environments).
+ */
+export function applyEnvFiles(env: Env, files: string[], options: { connectionFromEnv?: boolean } = {}): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const dotenv = require("dotenv") as typeof import("dotenv");
+  const sources = files.filter((f) => fs.existsSync(f)).map((f) => dotenv.parse(fs.readFileSync(f)) as Env);
+  const ownConnection = Object.keys(env).filter((k) => CONNECTION_VAR.test(k) && env[k]);
+  if (options.connectionFromEnv === false) for (const k of ownConnection) delete env[k];
+  let connection = options.connectionFromEnv === false ? undefined : ownConnection.length ? env : undefined;
+  for (const source of sources) {
+    connection ??= Object.keys(source).some((k) => CONNECTION_VAR.test(k) && source[k]) ? source : undefined;
+    for (const [key, value] of Object.entries(source)) {
+      if (CONNECTION_VAR.test(key) ? source === connection && env[key] === undefined : env[key] === undefined) env[key] = value;
+    }
+  }
 }
 
 /** Applies `.env` from the working directory to `env` (variables already set win). */

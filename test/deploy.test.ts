@@ -353,6 +353,10 @@ describe("interrupting, transaction-less migrations and a failed undo", () => {
     expect(r.stderr).toContain(`error: apidb: undoing AddBadges1795700000060 failed: table "no_such_table" does not exist; the databases are NOT back where they were`);
     expect(r.stderr).toContain("maintenance mode is left ON");
     expect(JSON.parse(await maintenanceText(dbs))).toMatchObject({ enabled: true });
+    // A later run with nothing to do does not take it for a dead run's and put it back.
+    const later = await runCli(["migration:run", "--db", "authdb"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+    expect(later.code).toBe(0);
+    expect(JSON.parse(await maintenanceText(dbs))).toMatchObject({ enabled: true, undo_failed: true });
   });
 });
 

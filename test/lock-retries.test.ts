@@ -139,3 +139,34 @@ describe("a failed concurrent index build", () => {
     await c.end();
   });
 });
+
+describe("a concurrent index build behind an open write transaction", () => {
+  const { dbs, copy, env } = migratedWithCopy("cicwait");
+
+  it("waits for it as long as it takes (its lock blocks no writes) and ends with a valid index", async () => {
+    const file = `${copy().root}/apidb/1795800000020-IndexLastName.ts`;
+    copy().addCode("apidb", "IndexLastName", 1795800000020,
+      `await queryRunner.query('CREATE INDEX CONCURRENTLY IF NOT EXISTS "idx_profiles_last_name" ON "profiles" ("last_name")');`,
+      `await queryRunner.query('DROP INDEX CONCURRENTLY IF EXISTS "idx_profiles_last_name"');`);
+    const fs = require("fs") as typeof import("fs");
+    fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("implements MigrationInterface {", "implements MigrationInterface {\n    transaction = false;"));
+    const writer = new Client({ connectionString: serverUrl(dbs.names.apidb) });
+    await writer.connect();
+    await writer.query("BEGIN");
+    await writer.query(`INSERT INTO profiles (user_id, name) VALUES (gen_random_uuid(), 'open')`);
+    const run = runWatching(["migration:run", "--db", "apidb"], env(), /never/);
+    // The build waits for the writer's transaction (a virtualxid lock): seen in pg_stat_activity.
+    for (;;) {
+      const waiting = await q<{ n: number }>(dbs.names.apidb, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'`);
+      if (waiting[0].n > 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await writer.query("COMMIT");
+    await writer.end();
+    const r = await run.done;
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const valid = await q<{ v: boolean }>(dbs.names.apidb, `SELECT indisvalid AS v FROM pg_index WHERE indexrelid = '"idx_profiles_last_name"'::regclass`);
+    expect(valid).toEqual([{ v: true }]);
+  });
+});

@@ -6,6 +6,7 @@ import * as path from "path";
 import { clusterDataDir, destroyClusterEverywhere, ensureCluster, isClusterRunning } from "../src/postgres/local-cluster";
 import { runCli } from "./support/cli";
 import { testDatabases, withClient } from "./support/databases";
+import { migratedWithCopy } from "./support/migrations-dir";
 
 const maintenanceValue = async (database: string) =>
   withClient(database, async (c) => (await c.query(`SELECT value FROM system_settings WHERE key = 'maintenance_mode'`)).rows[0].value);
@@ -88,5 +89,46 @@ describe("the embedded cluster, wherever it lives", () => {
     } finally {
       fs.rmSync(parent, { recursive: true, force: true });
     }
+  });
+});
+
+describe("settings that must not split or mix", () => {
+  const dbs = testDatabases("nomix");
+  afterAll(() => dbs.drop());
+
+  it("the deploy lock lives in one database: one that cannot be reached is a one-line error, nothing created", async () => {
+    const r = await runCli(["migration:run"], { ...dbs.env, MIGRATION_LOCK_DATABASE: "no_such_lock_db" });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('error: authdb: cannot open the deploy lock session on database "no_such_lock_db" (database "no_such_lock_db" does not exist): every migration role must be able to connect to it, or set MIGRATION_LOCK_DATABASE');
+    const created = await withClient("postgres", async (c) => (await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [dbs.names.authdb])).rowCount);
+    expect(created).toBe(0);
+  });
+
+  it("--env takes every connection setting from one file: .env's APIDB_URL never mixes with .env.production's DATABASE_URL", async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-mix-"));
+    try {
+      const prod = new URL(dbs.env.AUTHDB_URL);
+      prod.pathname = "/postgres";
+      fs.writeFileSync(path.join(cwd, ".env"), "APIDB_URL=postgres://dev:devpw@127.0.0.1:1/apidb_dev\nMIGRATION_CONNECT_TIMEOUT_MS=3000\n");
+      fs.writeFileSync(path.join(cwd, ".env.production"), `DATABASE_URL=${prod}\nAPIDB_NAME=${dbs.names.apidb}\nAUTHDB_NAME=${dbs.names.authdb}\nADMINDB_NAME=${dbs.names.admindb}\n`);
+      const r = await runCli(["migration:show", "--env", "production"], { MIGRATION_BACKUP_DIR: dbs.env.MIGRATION_BACKUP_DIR }, { cwd });
+      expect(r.stderr).toBe("");
+      expect(r.stdout.split("\n")[0]).toContain(`apidb=postgres@127.0.0.1:${prod.port}/${dbs.names.apidb}`);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("--dry-run changes nothing", () => {
+  const { dbs, copy, env } = migratedWithCopy("drymanager");
+
+  it("not even through the query runner's EntityManager", async () => {
+    copy().addCode("apidb", "ViaManager", 1795900000100, `await queryRunner.manager.query("CREATE TABLE via_manager (id int)");`, `await queryRunner.query("DROP TABLE via_manager");`);
+    const r = await runCli(["migration:run", "--dry-run"], env());
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("CREATE TABLE via_manager (id int)");
+    const exists = await withClient(dbs.names.apidb, async (c) => (await c.query(`SELECT to_regclass('via_manager') IS NOT NULL AS e`)).rows[0].e);
+    expect(exists).toBe(false);
   });
 });

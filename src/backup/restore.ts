@@ -9,7 +9,7 @@ import type { Client } from "pg";
 import { BackupEntry, BackupManifest, MANIFEST, readManifest, sha256Of, verifyArchive } from "./backup";
 import type { Config, DbTarget } from "../config";
 import { acquireLock, releaseLock } from "../runner/locks";
-import { connectClient, connectServer, describeError } from "../postgres/connect";
+import { connectClient, describeError } from "../postgres/connect";
 import { quoteIdent } from "../postgres/sql";
 import { DbName, isDbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
@@ -96,7 +96,8 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
   if ((await sha256Of(file)) !== entry.sha256) throw new MigrationError(`backup file ${entry.file} does not match its manifest checksum: refusing to restore it`, db);
   const name = into ?? target.database;
   const staging = `${name.slice(0, 48)}_restoring_${crypto.randomBytes(3).toString("hex")}`;
-  const admin = await connectServer(target, config.connectTimeoutMs);
+  // On the database where deploys hold their locks, so the lock taken here excludes them.
+  const admin = await connectClient(target, config.connectTimeoutMs, config.lockDatabase);
   try {
     if (into && (await databaseExists(admin, into))) throw new UsageError(`database "${into}" already exists: --into takes a new name`, db);
     const serverMajor = Math.floor(Number((await admin.query(`SHOW server_version_num`)).rows[0].server_version_num) / 10000);

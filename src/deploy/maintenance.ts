@@ -10,6 +10,8 @@ interface OurValue {
   enabled: true;
   message: string;
   migration_run: string;
+  /** Set when the run could not undo itself: the value stays on until a person turns it off. */
+  undo_failed?: true;
   /** The setting as it was, exactly (text of the json value, and its updated_at). */
   previous: { value: string; updated_at: string };
 }
@@ -32,8 +34,9 @@ export async function enableMaintenance(q: Queryable, runId: string): Promise<Sa
   const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
   if (!row) return undefined;
   const current: unknown = JSON.parse(row.value);
-  // Left on by a run that died: what that run replaced is what we put back.
-  const previous = isOurs(current) ? current.previous : row;
+  // Left on by a run that died: what that run replaced is what we put back. Left on because a run
+  // could not undo itself: that stays, and is what we put back.
+  const previous = isOurs(current) && !current.undo_failed ? current.previous : row;
   const value: OurValue = { enabled: true, message: MAINTENANCE_MESSAGE, migration_run: runId, previous };
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [JSON.stringify(value)]);
   return previous;
@@ -47,18 +50,36 @@ export async function repairStaleMaintenance(q: Queryable): Promise<string | und
   if (!(await tableExists(q, "system_settings"))) return undefined;
   const [row] = await rows<{ value: string }>(q, `SELECT value::text AS value FROM system_settings WHERE key = 'maintenance_mode'`);
   const current: unknown = row ? JSON.parse(row.value) : undefined;
-  if (!isOurs(current)) return undefined;
+  if (!isOurs(current) || current.undo_failed) return undefined;
   const [alive] = await rows<{ alive: boolean }>(
     q, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'ai-micro-migrations run ' || $1) AS alive`, [current.migration_run],
   );
   if (alive.alive) return undefined;
-  await restoreMaintenance(q, current.previous);
+  await restoreMaintenance(q, current.previous, current.migration_run);
   return current.migration_run;
 }
 
-export async function restoreMaintenance(q: Queryable, previous: SavedSetting): Promise<void> {
-  if (!(await tableExists(q, "system_settings"))) return; // reverted away with its table
-  await q.query(`UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp WHERE key = 'maintenance_mode'`, [previous.value, previous.updated_at]);
+/**
+ * Puts back the value the run replaced, if the value is still the run's own: one that somebody
+ * set during the run (the admin service, db:maintenance) is theirs to keep. Returns whether it did.
+ */
+export async function restoreMaintenance(q: Queryable, previous: SavedSetting, runId?: string): Promise<boolean> {
+  if (!(await tableExists(q, "system_settings"))) return false; // reverted away with its table
+  const result = await q.query(
+    `UPDATE system_settings SET value = $1::json, updated_at = $2::timestamp
+      WHERE key = 'maintenance_mode' AND ($3::text IS NULL OR value::jsonb ->> 'migration_run' = $3) RETURNING key`,
+    [previous.value, previous.updated_at, runId ?? null],
+  );
+  return (Array.isArray(result) ? result : ((result as { rows?: unknown[] }).rows ?? [])).length > 0;
+}
+
+/** Marks the run's maintenance value as left on because undoing failed: no later run puts it back. */
+export async function markUndoFailed(q: Queryable, runId: string): Promise<void> {
+  await q.query(
+    `UPDATE system_settings SET value = (value::jsonb || '{"undo_failed": true}')::json
+      WHERE key = 'maintenance_mode' AND value::jsonb ->> 'migration_run' = $1`,
+    [runId],
+  );
 }
 
 /** The maintenance window as the services read it: `{"enabled": ..., "message": ...}`. */

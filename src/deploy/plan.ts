@@ -8,7 +8,7 @@ import type { Config, DbTarget } from "../config";
 import { connectClient, connectServer, describeError, openDataSource } from "../postgres/connect";
 import { quoteIdent, settleAll } from "../postgres/sql";
 import { dataSourceOptions } from "../postgres/data-source";
-import type { DbName } from "../databases";
+import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
@@ -127,9 +127,9 @@ export async function readStates(config: Config, dbs: DbName[]): Promise<DbState
  * The states a run decides from, read under the deploy lock of `sessions` (which know which
  * databases exist): one connection per existing database, each read in one snapshot.
  */
-export async function readLockedStates(config: Config, sessions: ServerSession[]): Promise<DbState[]> {
+export async function readLockedStates(config: Config, sessions: ServerSession[], dbs: DbName[]): Promise<DbState[]> {
   const existing = await Promise.all(sessions.map(existingDatabases));
-  const states = await settleAll(sessions.flatMap((session, i) => session.targets.map(async (target) => {
+  const states = await settleAll(sessions.flatMap((session, i) => session.targets.filter((t) => dbs.includes(t.db)).map(async (target) => {
     const base = { ...baseOf(config, target.db), session };
     if (existing[i].has(target.database)) return openAndRead(base);
     // Not there yet: its own credentials are tried on the server before the run creates it.
@@ -145,7 +145,8 @@ const order = (db: DbName) => ["authdb", "apidb", "admindb"].indexOf(db);
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
   // All attempts finish (so `created` is true of every database made) before the first error is thrown.
   await settleAll(states.filter((s) => !s.exists).map(async (s) => {
-    const client = s.session?.client ?? (await connectServer(s.target, s.connectTimeoutMs));
+    // With the database's own credentials (its role owns it), on a short connection of this run.
+    const client = await connectServer(s.target, s.connectTimeoutMs, s.session?.runId);
     try {
       await client.query(`CREATE DATABASE ${quoteIdent(s.target.database)}`);
       s.created = true;
@@ -154,7 +155,7 @@ export async function createMissingDatabases(states: DbState[]): Promise<void> {
       if (code === "42501") throw new MigrationError(`database "${s.target.database}" does not exist and this role may not create it`, s.db);
       if (code !== "42P04" && code !== "23505") throw describeError(error, s.target); // exists meanwhile: use it
     } finally {
-      if (!s.session) await client.end().catch(() => undefined);
+      await client.end().catch(() => undefined);
     }
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs, s.session?.runId);
     s.exists = true;
@@ -240,8 +241,10 @@ export async function withLockedStates<T>(
   config: Config, dbs: DbName[], options: { runId: string; lockTimeoutMs: number; onWait?: LockWait },
   body: (states: DbState[]) => Promise<T>,
 ): Promise<T> {
-  return withLocks(config, dbs, { timeoutMs: options.lockTimeoutMs, runId: options.runId, onWait: options.onWait }, async (sessions) => {
-    const states = await readLockedStates(config, sessions);
+  // admindb is locked too: every run may write its maintenance_mode and schema_version.
+  const locked = DATABASES.filter((db) => dbs.includes(db) || db === "admindb");
+  return withLocks(config, locked, { timeoutMs: options.lockTimeoutMs, runId: options.runId, onWait: options.onWait }, async (sessions) => {
+    const states = await readLockedStates(config, sessions, dbs);
     try {
       return await body(states);
     } finally {

@@ -7,7 +7,7 @@ import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { ensureBookkeeping, readApplied } from "../runner/history";
-import { enableMaintenance, MAINTENANCE_MESSAGE, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance, setMaintenance } from "./maintenance";
+import { enableMaintenance, MAINTENANCE_MESSAGE, markUndoFailed, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance, setMaintenance } from "./maintenance";
 import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
@@ -158,6 +158,11 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };
           break;
         }
+        const lost = touched.find((s) => s.session?.lost);
+        if (lost) {
+          result.failure = { db: lost.db, message: `lost the deploy lock session to ${lost.session!.server} (its locks are gone): stopped before ${step.file.name}`, undone: [], restoreCommand };
+          break;
+        }
         const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
         options.progress?.({ ...event, phase: "start" });
         try {
@@ -181,14 +186,18 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
       if (result.failure) await undo(done, options, result.failure);
     } finally {
       if (settings && maintenance) {
-        if (result.failure?.undoFailed) result.maintenance = "left-on";
+        if (result.failure?.undoFailed) {
+          result.maintenance = "left-on";
+          await markUndoFailed(settings.q, options.runId).catch(() => undefined);
+        }
         else if (!result.failure && options.keepMaintenance) {
           // In the plain shape a person would set: no later run takes it for a dead run's and puts it back.
           await setMaintenance(settings.q, { enabled: true, message: MAINTENANCE_MESSAGE });
           result.maintenance = "kept-on";
         } else {
           try {
-            await restoreMaintenance(settings.q, maintenance);
+            const put = await restoreMaintenance(settings.q, maintenance, options.runId);
+            if (!put) result.warnings.push("admindb: maintenance_mode was changed by someone else during the run: left as they set it");
             result.maintenance = "restored";
           } catch (error) {
             result.maintenance = "left-on";

@@ -63,7 +63,7 @@ export function describeError(error: unknown, target: DbTarget, connectTimeoutMs
 export async function connectClient(target: DbTarget, connectTimeoutMs: number, database?: string, runId?: string | null): Promise<Client> {
   const url = new URL(target.url);
   if (database) url.pathname = "/" + encodeURIComponent(database);
-  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: runId === null ? undefined : applicationName(runId), keepAlive: true });
+  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: connectTimeoutMs, application_name: runId === null ? undefined : applicationName(runId), keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
   client.on("error", () => undefined); // a dropped idle connection must not crash the process
   try {
     await client.connect();

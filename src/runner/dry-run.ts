@@ -7,6 +7,8 @@ export async function captureSql(dataSource: DataSource, file: MigrationFile, di
   const real = dataSource.createQueryRunner();
   const statements: string[] = [];
   const recorder = Object.create(real) as QueryRunner;
+  // Its EntityManager must record too: the real runner's one would run what a migration sends through it.
+  Object.assign(recorder, { manager: dataSource.createEntityManager(recorder) });
   recorder.query = (async (sql: string, parameters?: unknown[]) => {
     statements.push(parameters?.length ? `${sql.trim()} -- parameters: ${JSON.stringify(parameters)}` : sql.trim());
     return [];

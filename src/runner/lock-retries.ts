@@ -64,10 +64,7 @@ export function concurrentIndexOf(statement: string): string | undefined {
 
 /** Drops `index` if it is INVALID (left by a failed concurrent build). Returns whether it did. */
 export async function dropInvalidIndex(q: Queryable, index: string): Promise<boolean> {
-  const [row] = await rows<{ invalid: boolean }>(
-    q, `SELECT NOT i.indisvalid AS invalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND pg_table_is_visible(c.oid)`, [index],
-  );
-  if (!row?.invalid) return false;
+  if (!(await isInvalidIndex(q, index))) return false;
   await q.query(`DROP INDEX CONCURRENTLY IF EXISTS "${index.replace(/"/g, '""')}"`);
   return true;
 }
@@ -97,8 +94,32 @@ export async function describeBlockers(q: Queryable, statement: string | undefin
   }
 }
 
+/** Waits `ms`, or less when `signal` aborts; leaves no listener behind. */
 export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
+
+/**
+ * Statements whose lock (SHARE UPDATE EXCLUSIVE) never blocks the services' reads and writes, so
+ * they may wait for it as long as it takes: a lock_timeout there would only fail a concurrent index
+ * build half way (leaving an INVALID index) to protect nobody.
+ */
+export function blocksNoWrites(statement: string): boolean {
+  const s = statement.trim();
+  return /^(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\b.*)\s+CONCURRENTLY\b/is.test(s) || /^ALTER\s+TABLE\b.*\bVALIDATE\s+CONSTRAINT\b/is.test(s);
+}
+
+/** Whether `index` exists and is INVALID. */
+export async function isInvalidIndex(q: Queryable, index: string): Promise<boolean> {
+  const [row] = await rows<{ invalid: boolean }>(
+    q, `SELECT NOT i.indisvalid AS invalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND pg_table_is_visible(c.oid)`, [index],
+  );
+  return row?.invalid === true;
+}

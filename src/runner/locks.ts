@@ -7,7 +7,7 @@
 import * as crypto from "crypto";
 import type { Client } from "pg";
 import type { Config, DbTarget } from "../config";
-import { connectServer, describeError } from "../postgres/connect";
+import { connectClient, describeError } from "../postgres/connect";
 import { applicationName } from "../postgres/data-source";
 import { checkNotPooled, checkPrimary } from "../postgres/server-checks";
 import { DATABASES, DbName } from "../databases";
@@ -34,6 +34,8 @@ export interface ServerSession {
   serverMajor: number;
   /** Databases locked on this session, in the order taken. */
   locked: string[];
+  /** The connection died (or was ended by the server): its locks are gone. */
+  lost?: boolean;
 }
 
 /** Who holds a lock another run is waiting for, as far as this role may see. */
@@ -65,10 +67,17 @@ export async function openSessions(config: Config, dbs: DbName[], runId: string)
   const opened: ServerSession[] = [];
   const results = await Promise.allSettled([...byServer.entries()].map(async ([server, targets]) => {
     const first = targets[0];
-    // No application_name until the server is known to be reached directly (see connectClient).
-    const client = await connectServer(first, config.connectTimeoutMs, null);
+    // Always the same database (a lock lives in one): no fallback, which could split the runs over
+    // two databases and let both hold "the" lock. No application_name until the server is known to
+    // be reached directly (see connectClient).
+    const client = await connectClient(first, config.connectTimeoutMs, config.lockDatabase, null).catch((error: MigrationError) => {
+      if (!/database|permission/i.test(error.message)) throw error;
+      throw new MigrationError(`cannot open the deploy lock session on database "${config.lockDatabase}" (${error.message}): every migration role must be able to connect to it, or set MIGRATION_LOCK_DATABASE`, first.db);
+    });
     const session: ServerSession = { server, runId, client, targets, serverVersion: "", serverMajor: 0, locked: [] };
     opened.push(session);
+    client.on("error", () => (session.lost = true));
+    client.on("end", () => (session.lost = true));
     try {
       // Checked first, with plain SELECTs only: nothing may be SET through a pooler.
       await checkNotPooled(client, first);
@@ -80,6 +89,8 @@ export async function openSessions(config: Config, dbs: DbName[], runId: string)
       // deploy works: a server-wide idle_session_timeout (PG 14+) must not end it, or a second run could get in.
       await client.query(`SELECT set_config('application_name', $1, false)`, [applicationName(runId)]);
       await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
+      // A lost host: the server notices within a minute and releases the locks.
+      await client.query(`SELECT set_config('tcp_keepalives_idle', '30', false), set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)`).catch(() => undefined);
     } catch (error) {
       throw describeError(error, first);
     }
@@ -167,6 +178,19 @@ async function drained(s: ServerSession, timeoutMs = 2_000): Promise<void> {
   }
 }
 
+/**
+ * Ends what runs that died left on the locked databases: their pg_dump, a statement the server has
+ * not noticed is orphaned. Under the lock no live run works there, so any connection of another
+ * run is a leftover; it would hold locks the new run needs.
+ */
+export async function endLeftovers(session: ServerSession): Promise<void> {
+  await session.client.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = ANY($1) AND application_name LIKE 'ai-micro-migrations run %' AND application_name NOT LIKE $2`,
+    [session.locked, `ai-micro-migrations run ${session.runId}%`],
+  ).catch(() => undefined);
+}
+
 /** Releases the locks and ends the sessions. */
 export async function closeSessions(sessions: ServerSession[]): Promise<void> {
   await Promise.all(sessions.map(async (s) => {
@@ -185,6 +209,7 @@ export async function withLocks<T>(
   const sessions = await openSessions(config, dbs, options.runId);
   try {
     await lockSessions(sessions, options.timeoutMs, options.onWait);
+    await Promise.all(sessions.map(endLeftovers));
     return await body(sessions);
   } finally {
     await closeSessions(sessions);

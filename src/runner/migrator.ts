@@ -5,7 +5,7 @@
 // later (lock-retries.ts), so the services' queries never queue behind it for long.
 import type { DataSource, QueryRunner } from "typeorm";
 import { recordApplied, recordHistory, recordReverted } from "./history";
-import { concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
+import { blocksNoWrites, concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isInvalidIndex, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
 import type { MigrationFile } from "./migration-files";
 
 export interface Timeouts {
@@ -82,17 +82,36 @@ function statementRetrying(qr: QueryRunner, timeouts: Timeouts, context: Migrati
   const real = qr.query.bind(qr);
   const wrapped = Object.create(qr) as QueryRunner;
   const deadline = Date.now() + durationMs(timeouts.lockRetryBudget);
+  const run = real as (...a: unknown[]) => Promise<unknown>;
+  // A lock that blocks no writes is waited for as long as it takes (lock_timeout 0), then back to the short one.
+  const patient = async <T>(body: () => Promise<T>): Promise<T> => {
+    await run(`SET lock_timeout = 0`);
+    try {
+      return await body();
+    } finally {
+      await run(`SET lock_timeout = '${timeouts.lockTimeout}'`).catch(() => undefined);
+    }
+  };
   wrapped.query = (async (sql: string, parameters?: unknown[], ...rest: unknown[]) => {
     const index = concurrentIndexOf(sql);
-    if (index) await dropInvalidIndex(qr, index);
+    if (index) await patient(() => dropInvalidIndex(qr, index)); // left by an earlier run that failed
     for (let attempt = 1; ; attempt++) {
       const tried = new Date();
       try {
-        return await (real as (...a: unknown[]) => Promise<unknown>)(sql, parameters, ...rest);
+        const result = blocksNoWrites(sql) ? await patient(() => run(sql, parameters, ...rest)) : await run(sql, parameters, ...rest);
+        // IF NOT EXISTS skips an INVALID index of that name: built is not the same as usable.
+        if (index && (await isInvalidIndex(qr, index))) throw new Error(`index "${index}" is INVALID after ${sql.trim().split(/\s+/).slice(0, 4).join(" ")}`);
+        return result;
       } catch (error) {
-        if (index) await dropInvalidIndex(qr, index).catch(() => undefined);
+        // A failed concurrent build leaves an INVALID index: gone before anything else happens.
+        if (index) {
+          await patient(() => dropInvalidIndex(qr, index)).catch((dropError: Error) => {
+            throw new Error(`${(error as Error).message}; dropping the INVALID index "${index}" it left failed too: ${dropError.message}`);
+          });
+        }
         if (!isLockTimeout(error) || !safeToRepeat(sql) || context.signal?.aborted) throw error;
         await waitToRetry(attempt, deadline, timeouts, context, counter, await describeBlockers(qr, sql, tried));
+        if (context.signal?.aborted) throw new Error("interrupted");
       }
     }
   }) as QueryRunner["query"];
