@@ -29,6 +29,8 @@ import { lintMigrations } from "../src/commands/lint";
 import { maintenanceCommand } from "../src/commands/maintenance";
 import { showEnvironments } from "../src/commands/environments";
 import { schemaDocs } from "../src/commands/docs";
+import { rehearseMigrations } from "../src/commands/rehearse";
+import * as printRehearse from "./print-rehearse";
 import type { Progress } from "../src/backup/backup";
 
 function selectedDbs(flags: Flags): DbName[] {
@@ -64,12 +66,12 @@ function backupKeep(raw: string | undefined): number | undefined {
 }
 
 /** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
-function interruptSignal(json: boolean): AbortSignal {
+function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run"): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) process.exit(130);
     controller.abort();
-    if (!json) console.error(`${signal}: stopping after the current step and undoing this run (again to exit now)`);
+    if (!json) console.error(`${signal}: ${doing} (again to exit now)`);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -109,21 +111,26 @@ function progressFor(json: boolean): Progress | undefined {
   };
 }
 
-/** --shadow-url or MIGRATION_SHADOW_URL; a password belongs in the environment, never in arguments. */
-function shadowUrl(flags: Flags): string | undefined {
-  const fromFlag = flags.shadowUrl;
+/**
+ * A scratch database URL from a flag or its variable; a password belongs in the environment
+ * (MIGRATION_SHADOW_URL, MIGRATION_SCRATCH_URL, or PGPASSWORD), never in process arguments.
+ */
+function scratchDatabaseUrl(fromFlag: string | undefined, flag: string, variable: string): string | undefined {
   if (fromFlag) {
     let password = "";
     try {
       password = new URL(fromFlag).password;
     } catch {
-      throw new UsageError("--shadow-url is not a valid URL (expected postgres://user@host:5432/scratch)");
+      throw new UsageError(`${flag} is not a valid URL (expected postgres://user@host:5432/scratch)`);
     }
-    if (password) throw new UsageError("--shadow-url must not carry a password (other users can read process arguments): set MIGRATION_SHADOW_URL, or PGPASSWORD");
+    if (password) throw new UsageError(`${flag} must not carry a password (other users can read process arguments): set ${variable}, or PGPASSWORD`);
     return fromFlag;
   }
-  return process.env.MIGRATION_SHADOW_URL || undefined;
+  return process.env[variable] || undefined;
 }
+
+const shadowUrl = (flags: Flags) => scratchDatabaseUrl(flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
+const scratchUrl = (flags: Flags) => scratchDatabaseUrl(flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
 
 function deployLockWaitMs(): number {
   const raw = process.env.MIGRATION_LOCK_WAIT_MS;
@@ -258,6 +265,19 @@ const COMMANDS: CommandDef[] = [
       const dbs = selectedDbs(flags);
       const report = await lintMigrations(await configure(flags), { dbs, all: !!flags.all });
       emit(flags, report, () => printLint.lint(report));
+      return report.ok ? EXIT.ok : EXIT.failed;
+    },
+  },
+  {
+    name: "migration:rehearse",
+    summary: "pending migrations up, down and up again on a scratch copy of each database: time, locks, rewrites, rows",
+    flags: { db: "only this database (repeatable)", fromBackup: true, scratchUrl: true, json: true },
+    example: "npm run migration:rehearse -- --db apidb --from-backup 20261125T130450Z-85e9",
+    async run(flags) {
+      const json = !!flags.json;
+      const options = { dbs: selectedDbs(flags), fromBackup: flags.fromBackup, scratchUrl: scratchUrl(flags), timeouts: timeouts(), progress: progressFor(json), signal: interruptSignal(json, "stopping and dropping the scratch databases") };
+      const report = await rehearseMigrations(await configure(flags), options);
+      emit(flags, report, () => printRehearse.rehearse(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     },
   },
@@ -466,7 +486,7 @@ async function main(argv: string[]): Promise<number> {
 function passwordsInEnv(): string[] {
   const out: string[] = [];
   const urls = ["DATABASE", "AUTHDB", "APIDB", "ADMINDB"].flatMap((v) => [`${v}_URL`, `${v}_DIRECT_URL`]);
-  for (const key of [...urls, "MIGRATION_SHADOW_URL", "PGPASSWORD"]) {
+  for (const key of [...urls, "MIGRATION_SHADOW_URL", "MIGRATION_SCRATCH_URL", "PGPASSWORD"]) {
     const value = process.env[key];
     if (!value) continue;
     if (key === "PGPASSWORD") out.push(value);

@@ -14,6 +14,7 @@ const FLAGS: Record<string, string[]> = {
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
   "migration:show": ["--db", "--all-envs", "--json"],
   "migration:lint": ["--db", "--all", "--json"],
+  "migration:rehearse": ["--db", "--from-backup", "--scratch-url", "--json"],
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
   "migration:repair": ["--db", "--json"],

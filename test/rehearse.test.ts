@@ -326,7 +326,7 @@ describe("databases that do not exist yet", () => {
   });
 });
 
-describe("an interrupted rehearsal (Ctrl-C)", () => {
+describe("an interrupted rehearsal (Ctrl-C, or a deploy ending its pg_dump)", () => {
   const { dbs, copy, env } = migratedWithCopy("rehearse_abort");
   beforeAll(() => {
     addMigration(copy(), "apidb", "Slow", 1795600000001, [`SELECT pg_sleep(60)`], []);
@@ -347,5 +347,30 @@ describe("an interrupted rehearsal (Ctrl-C)", () => {
     expect(report.failure).toMatchObject({ db: "apidb", migration: "Slow1795600000001", message: expect.stringMatching(/interrupted/) });
     expect((await scratchDatabases()).filter((n) => n.startsWith(dbs.names.apidb))).toEqual([]);
     expect(await serverState(dbs)).toEqual(before);
+  });
+
+  it("gives way to a deploy: a pg_dump the server ends fails the rehearsal with a clear message, and cleans up", async () => {
+    // pg_dump waits for a table a deploy holds; the deploy then ends other runs' connections (as endLeftovers does).
+    const deploy = new Client({ connectionString: serverUrl(dbs.names.apidb) });
+    await deploy.connect();
+    await deploy.query(`BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE`);
+    try {
+      // From a connection of its own: pg_stat_activity inside a transaction is a snapshot.
+      const ended = withClient(dbs.names.apidb, async (c) => {
+        for (let i = 0; i < 400; i++) {
+          const { rowCount } = await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'ai-micro-migrations run % pg_dump'`);
+          if (rowCount) return;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+      const report = await rehearseMigrations(loadConfig(env()), { dbs: ["apidb"], timeouts: DEFAULT_TIMEOUTS });
+      await ended;
+      expect(report.ok).toBe(false);
+      expect(report.failure?.message).toMatch(/pg_dump failed: its connection was ended by the server \(a migration:run that starts/);
+      expect((await scratchDatabases()).filter((n) => n.startsWith(dbs.names.apidb))).toEqual([]);
+    } finally {
+      await deploy.query("ROLLBACK").catch(() => undefined);
+      await deploy.end();
+    }
   });
 });

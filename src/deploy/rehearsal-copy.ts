@@ -40,11 +40,12 @@ export const COPY_JOBS = Math.max(1, Math.min(8, os.cpus().length));
 /**
  * The copy time we assume before this run has measured one: a fixed cost (programs, connections,
  * catalog, VACUUM) plus the database's size (pg_database_size: data and indexes) at a rate.
- * bench/rehearse.bench.ts measured about 250 ms and 100 MiB/s (2 cores, server on the same host:
- * 14 MiB in 0.29 s, 240 MiB in 2.7 s); we assume 300 ms and 80 MiB/s, a little slower, for a server
- * across a network. A run that copies a database of at least 64 MiB then uses the rate it measured.
+ * bench/rehearse.bench.ts measured about 200 ms and 90-95 MiB/s (2 cores, the server on the same
+ * host: 14 MiB in 0.28 s, 240 MiB in 2.9 s, dump, restore and VACUUM ANALYZE); we assume 80 MiB/s,
+ * a little slower, for a server across a network. A run that copies a database of at least 64 MiB
+ * then uses the rate it measured itself for the next ones.
  */
-export const ASSUMED_COPY = { fixedMs: 300, bytesPerMs: 80 * 1048.576 /* 80 MiB/s */ };
+export const ASSUMED_COPY = { fixedMs: 200, bytesPerMs: 80 * 1048.576 /* 80 MiB/s */ };
 
 export interface CopyRate {
   fixedMs: number;
@@ -127,6 +128,18 @@ function scratchEnv(scratch: DbTarget, program: string, runId: string): NodeJS.P
   return env;
 }
 
+/**
+ * pg_dump's error. One ended by the server was most likely ended by a migration:run that started
+ * meanwhile: under its deploy lock it ends every other run's connections to its databases, and a
+ * rehearsal takes no lock (it never makes a deploy wait).
+ */
+function dumpError(stderr: string): string {
+  if (/terminating connection due to administrator command/.test(stderr)) {
+    return "its connection was ended by the server (a migration:run that starts ends other runs' connections to its databases): rehearse again once the deploy is done";
+  }
+  return firstError(stderr);
+}
+
 /** -d as a connection string, quoted, so no database name is ever read as one. */
 const dbnameArg = (name: string) => `dbname='${name.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 
@@ -148,8 +161,14 @@ async function restoreList(pgRestore: string, archive: string, listFile: string,
  *   await copyIntoScratch({ kind: "pg_dump", target: config.targets.apidb }, scratchTarget, { db: "apidb", runId, jobs: COPY_JOBS, connectTimeoutMs });
  */
 export async function copyIntoScratch(source: CopySource, scratch: DbTarget, options: CopyOptions): Promise<void> {
+  await dumpAndRestore(source, scratch, options);
+  await vacuumAnalyze(scratch, options);
+}
+
+/** The copy itself: the data and schema of `source` in `scratch`, through a private temp directory. */
+export async function dumpAndRestore(source: CopySource, scratch: DbTarget, options: CopyOptions): Promise<void> {
   const { db, runId, jobs, signal } = options;
-  // The newest client programs installed: never older than the server (findPgTool refuses those).
+  // The newest client programs installed (pg_dump itself refuses a server newer than it).
   const pgDump = findPgTool("pg_dump", 0);
   const pgRestore = findPgTool("pg_restore", 0);
   const temp = fs.mkdtempSync(path.join(os.tmpdir(), `${TEMP_PREFIX}${runId}-`));
@@ -160,7 +179,7 @@ export async function copyIntoScratch(source: CopySource, scratch: DbTarget, opt
       archive = path.join(temp, "dump");
       const args = ["-Fd", `--jobs=${jobs}`, "-Z0", "--no-password", "--lock-wait-timeout=60000", "-f", archive];
       const dumped = await runTool(pgDump, args, pgEnv(source.target, undefined, `${applicationName(runId)} pg_dump`), signal);
-      if (dumped.code !== 0) throw new MigrationError(signal?.aborted ? "interrupted" : `pg_dump failed: ${firstError(dumped.stderr)}`, db);
+      if (dumped.code !== 0) throw new MigrationError(signal?.aborted ? "interrupted" : `pg_dump failed: ${dumpError(dumped.stderr)}`, db);
     } else {
       archive = source.file;
       if (!fs.existsSync(archive)) throw new MigrationError(`backup file ${archive} is missing`, db);
@@ -176,7 +195,6 @@ export async function copyIntoScratch(source: CopySource, scratch: DbTarget, opt
   } finally {
     fs.rmSync(temp, { recursive: true, force: true });
   }
-  await vacuumAnalyze(scratch, options);
 }
 
 /**
@@ -185,7 +203,7 @@ export async function copyIntoScratch(source: CopySource, scratch: DbTarget, opt
  * autovacuum to start on in the middle of a migration, where its lock would make a statement's
  * short lock_timeout expire.
  */
-async function vacuumAnalyze(scratch: DbTarget, options: CopyOptions): Promise<void> {
+export async function vacuumAnalyze(scratch: DbTarget, options: CopyOptions): Promise<void> {
   const first = await connectClient(scratch, options.connectTimeoutMs, undefined, options.runId);
   const clients = [first];
   try {

@@ -180,7 +180,7 @@ export async function watchMigration(ds: DataSource, file: MigrationFile): Promi
       const started = process.hrtime.bigint();
       let result: unknown;
       try {
-        result = await (runner.query as (...a: unknown[]) => Promise<unknown>)(sql, ...rest);
+        result = await (runner.query as (...a: unknown[]) => Promise<unknown>).call(runner, sql, ...rest);
       } catch (error) {
         attempt.statements.push({ sql: oneLine(text), durationMs: tenth(elapsedMs(started)), error: String((error as Error)?.message ?? error).split("\n")[0] });
         throw error;
