@@ -18,7 +18,7 @@ const FLAGS = {
   json: { syntax: "--json", description: "print one JSON report on stdout" },
   all: { syntax: "--all", description: "every migration, applied ones too (reads no database)" },
   unsafe: { syntax: "--unsafe", description: "deploy despite lint findings not accepted (warns)" },
-  fromBackup: { syntax: "--from-backup <run id>", description: "copy this backup (checked), not a fresh pg_dump" },
+  fromBackup: { syntax: "--from-backup <backup>", description: "copy this backup (checked), not a fresh pg_dump" },
   scratchUrl: { syntax: "--scratch-url <url>", description: "an empty scratch database (no password)" },
   failOnPending: { syntax: "--fail-on-pending", description: "pending migrations fail the check too (exit 1)" },
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
