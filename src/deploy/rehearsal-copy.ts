@@ -134,7 +134,8 @@ function scratchEnv(scratch: DbTarget, program: string, runId: string): NodeJS.P
  * rehearsal takes no lock (it never makes a deploy wait).
  */
 function dumpError(stderr: string): string {
-  if (/terminating connection due to administrator command/.test(stderr)) {
+  // The message depends on when pg_dump noticed: mid-query, or on its next read.
+  if (/terminating connection due to administrator command|server closed the connection unexpectedly/.test(stderr)) {
     return "its connection was ended by the server (a migration:run that starts ends other runs' connections to its databases): rehearse again once the deploy is done";
   }
   return firstError(stderr);
