@@ -7,7 +7,7 @@ import * as path from "path";
 import { backupDatabases } from "../src/backup/backup";
 import { loadConfig } from "../src/config";
 import { DATABASES } from "../src/databases";
-import { clientTool, CLI, envFor, libpqEnv, median, report, runBench, sql, timed, uniqueNames } from "./support";
+import { clientTool, CLI, envFor, libpqEnv, median, report, runBench, seedLoad, timed, uniqueNames } from "./support";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DOCUMENTS = Number(process.env.BENCH_DOCUMENTS ?? 200_000);
@@ -21,22 +21,7 @@ runBench(async (server) => {
   if (process.env.MIGRATION_BACKUP_COMPRESSION) env.MIGRATION_BACKUP_COMPRESSION = process.env.MIGRATION_BACKUP_COMPRESSION;
   try {
     timed(process.execPath, [CLI, "migration:run"], env);
-    const seeded = Date.now();
-    await sql(server, names.authdb, `INSERT INTO users (email, password_hash) SELECT 'user' || g || '@example.com', md5(g::text) FROM generate_series(1, 20000) g`);
-    await sql(server, names.apidb, `INSERT INTO profiles (user_id, name, address) SELECT uuid_generate_v4(), 'name ' || g, 'street ' || g FROM generate_series(1, 20000) g`);
-    await sql(server, names.admindb, `
-      INSERT INTO knowledge_bases (name, user_id) SELECT 'kb ' || g, uuid_generate_v4() FROM generate_series(1, 100) g;
-      INSERT INTO documents (knowledge_base_id, filename, original_filename, file_path, mime_type, file_size, text_content, tags)
-        SELECT (SELECT id FROM knowledge_bases ORDER BY id OFFSET (g % 100) LIMIT 1), 'doc' || g || '.pdf', 'Document ' || g || '.pdf',
-               '/data/' || g, 'application/pdf', 1000 + g, repeat('lorem ipsum ' || g || ' ', 20), ARRAY['tag' || (g % 10)]
-          FROM generate_series(1, ${DOCUMENTS}) g;
-      INSERT INTO langchain_pg_embedding (collection_id, embedding, document, document_id, chunk_index)
-        SELECT (SELECT uuid FROM langchain_pg_collection LIMIT 1),
-               (SELECT array_agg(((g * 7 + i) % 1000)::real / 1000) FROM generate_series(1, 768) i)::vector,
-               'chunk ' || g, NULL, g % 8
-          FROM generate_series(1, ${EMBEDDINGS}) g;`);
-    await sql(server, names.admindb, `VACUUM ANALYZE`);
-    console.log(`seeded ${DOCUMENTS} documents, ${EMBEDDINGS} embeddings in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
+    await seedLoad(server, names, DOCUMENTS, EMBEDDINGS);
 
     const pgDumpall = clientTool("pg_dumpall");
     const pgEnv = libpqEnv(server);

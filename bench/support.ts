@@ -101,3 +101,26 @@ export function report(title: string, ours: number, baseline: number, baselineNa
   const wanted = `ratio <= ${target.maxRatio.toFixed(2)}${target.maxSeconds === undefined ? "" : ` and < ${target.maxSeconds} s`}`;
   console.log(`${title}: ours ${ours.toFixed(3)} s, ${baselineName} ${baseline.toFixed(3)} s, ratio ${ratio.toFixed(2)} (target ${wanted}: ${ok ? "met" : "MISSED"})`);
 }
+
+/**
+ * The load the backup and rehearsal benchmarks share: 20k users and profiles, 100 knowledge bases,
+ * `documents` documents and `embeddings` 768-dimension embeddings, vacuumed and analyzed.
+ */
+export async function seedLoad(server: TestServer, names: Record<DbName, string>, documents: number, embeddings: number): Promise<void> {
+  const seeded = Date.now();
+  await sql(server, names.authdb, `INSERT INTO users (email, password_hash) SELECT 'user' || g || '@example.com', md5(g::text) FROM generate_series(1, 20000) g`);
+  await sql(server, names.apidb, `INSERT INTO profiles (user_id, name, address) SELECT uuid_generate_v4(), 'name ' || g, 'street ' || g FROM generate_series(1, 20000) g`);
+  await sql(server, names.admindb, `
+    INSERT INTO knowledge_bases (name, user_id) SELECT 'kb ' || g, uuid_generate_v4() FROM generate_series(1, 100) g;
+    INSERT INTO documents (knowledge_base_id, filename, original_filename, file_path, mime_type, file_size, text_content, tags)
+      SELECT (SELECT id FROM knowledge_bases ORDER BY id OFFSET (g % 100) LIMIT 1), 'doc' || g || '.pdf', 'Document ' || g || '.pdf',
+             '/data/' || g, 'application/pdf', 1000 + g, repeat('lorem ipsum ' || g || ' ', 20), ARRAY['tag' || (g % 10)]
+        FROM generate_series(1, ${documents}) g;
+    INSERT INTO langchain_pg_embedding (collection_id, embedding, document, document_id, chunk_index)
+      SELECT (SELECT uuid FROM langchain_pg_collection LIMIT 1),
+             (SELECT array_agg(((g * 7 + i) % 1000)::real / 1000) FROM generate_series(1, 768) i)::vector,
+             'chunk ' || g, NULL, g % 8
+        FROM generate_series(1, ${embeddings}) g;`);
+  await sql(server, names.admindb, `VACUUM ANALYZE`);
+  console.log(`seeded ${documents} documents, ${embeddings} embeddings in ${((Date.now() - seeded) / 1000).toFixed(1)} s`);
+}
