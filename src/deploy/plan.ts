@@ -5,8 +5,8 @@
 import * as path from "path";
 import { DataSource } from "typeorm";
 import type { Config, DbTarget } from "../config";
-import { connectClient, connectServer, describeError, openDataSource } from "../postgres/connect";
-import { quoteIdent, settleAll } from "../postgres/sql";
+import { connectClient, connectServer, createDatabase, describeError, openDataSource } from "../postgres/connect";
+import { settleAll } from "../postgres/sql";
 import { dataSourceOptions } from "../postgres/data-source";
 import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
@@ -136,27 +136,14 @@ export async function readLockedStates(config: Config, sessions: ServerSession[]
     await (await connectServer(target, config.connectTimeoutMs, session.runId)).end().catch(() => undefined);
     return missingState(base);
   })), closeStates);
-  return states.sort((a, b) => order(a.db) - order(b.db));
+  return states.sort((a, b) => DATABASES.indexOf(a.db) - DATABASES.indexOf(b.db));
 }
-
-const order = (db: DbName) => ["authdb", "apidb", "admindb"].indexOf(db);
 
 /** Creates the databases that do not exist yet (under the deploy lock: no other run races us) and connects to them. */
 export async function createMissingDatabases(states: DbState[]): Promise<void> {
   // All attempts finish (so `created` is true of every database made) before the first error is thrown.
   await settleAll(states.filter((s) => !s.exists).map(async (s) => {
-    // With the database's own credentials (its role owns it), on a short connection of this run.
-    const client = await connectServer(s.target, s.connectTimeoutMs, s.session?.runId);
-    try {
-      await client.query(`CREATE DATABASE ${quoteIdent(s.target.database)}`);
-      s.created = true;
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === "42501") throw new MigrationError(`database "${s.target.database}" does not exist and this role may not create it`, s.db);
-      if (code !== "42P04" && code !== "23505") throw describeError(error, s.target); // exists meanwhile: use it
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    s.created = await createDatabase(s.target, s.connectTimeoutMs, s.session?.runId);
     s.dataSource = await openDataSource(s.target, s.connectTimeoutMs, s.session?.runId);
     s.exists = true;
   }));

@@ -96,7 +96,7 @@ async function undo(done: Step[], options: DeployOptions, failure: DeployFailure
 async function openSettings(config: Config, states: DbState[], warnings: string[]): Promise<{ q: Queryable; close: () => Promise<void> } | undefined> {
   const admin = states.find((s) => s.db === "admindb");
   if (admin?.exists) return { q: admin.dataSource, close: async () => undefined };
-  if (admin) return undefined; // created by this run: nothing to protect yet
+  if (admin) return undefined; // does not exist: no maintenance_mode to set
   try {
     const client = await connectClient(config.targets.admindb, config.connectTimeoutMs, undefined, states[0]?.session?.runId);
     return { q: client, close: () => client.end().catch(() => undefined) };

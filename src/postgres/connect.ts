@@ -79,9 +79,12 @@ export async function connectServer(target: DbTarget, connectTimeoutMs: number, 
   return connectClient(target, connectTimeoutMs, "postgres", runId).catch(() => connectClient(target, connectTimeoutMs, "template1", runId));
 }
 
-/** Creates the target database (found missing). Returns true if it created it, false if it exists meanwhile. */
-export async function createDatabase(target: DbTarget, connectTimeoutMs: number): Promise<boolean> {
-  const admin = await connectServer(target, connectTimeoutMs);
+/**
+ * Creates the target database (found missing) with the target's own credentials, so its role owns
+ * it. Returns true if it created it, false if it exists meanwhile.
+ */
+export async function createDatabase(target: DbTarget, connectTimeoutMs: number, runId?: string): Promise<boolean> {
+  const admin = await connectServer(target, connectTimeoutMs, runId);
   try {
     await admin.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
     return true;

@@ -16,7 +16,6 @@ export const ENTITIES: Record<DbName, Function[]> = {
 
 export const MIGRATIONS_TABLE = "migrations";
 
-/** TypeORM is not told about migrations here: our runner loads them itself. */
 /** What the server shows for our connections; with a run id, each run's connections can be told apart. */
 export function applicationName(runId?: string): string {
   return runId ? `ai-micro-migrations run ${runId}` : "ai-micro-migrations";
