@@ -325,12 +325,12 @@ const COMMANDS: CommandDef[] = [
     summary: "write a migration where the entities differ from the database",
     argument: { name: "[Name]", description: "the migration's name, PascalCase (not with --check)" },
     usage: "[<Name>] [options]",
-    flags: { db: true, check: true, json: true },
-    example: "npm run migration:generate -- AddBirthDate",
+    flags: { db: true, rename: true, drop: true, check: true, json: true },
+    example: "npm run migration:generate -- RenamePhone --rename profiles.phone=phone_number",
     async run(flags, name) {
       const dbs = selectedDbs(flags);
       if (!flags.check) checkMigrationName(name);
-      const report = await generateMigrations(await configure(flags), { name, dbs, check: flags.check });
+      const report = await generateMigrations(await configure(flags), { name, dbs, check: flags.check, renames: flags.rename, drops: flags.drop });
       emit(flags, report, () => print.generate(report, !!flags.check));
       return flags.check && report.databases.some((d) => d.changed) ? EXIT.failed : EXIT.ok;
     },

@@ -24,7 +24,12 @@ const FLAGS = {
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
+  rename: { syntax: "--rename <spec>", description: "a rename, values kept: table.old=new (column) or old=new (table); repeatable" },
+  drop: { syntax: "--drop <spec>", description: "delete on purpose: table.column or table; repeatable" },
 } as const;
+
+/** Flags that may be given more than once: their values come as a list. */
+const REPEATABLE: FlagName[] = ["db", "rename", "drop"];
 
 export type FlagName = keyof typeof FLAGS;
 
@@ -51,6 +56,8 @@ export interface Flags {
   failOnPending?: boolean;
   fromBackup?: string;
   scratchUrl?: string;
+  rename?: string[];
+  drop?: string[];
 }
 
 export interface CommandDef {
@@ -93,7 +100,7 @@ function commandFor(def: CommandDef): Command {
   if (def.argument) cmd.argument(def.argument.name, def.argument.description);
   for (const [name, description] of Object.entries(def.flags) as [FlagName, true | string][]) {
     const option = new Option(FLAGS[name].syntax, description === true ? FLAGS[name].description : description);
-    if (name === "db") option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+    if (REPEATABLE.includes(name)) option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     cmd.addOption(option);
   }
   for (const { syntax, description } of COMMON) {

@@ -218,9 +218,9 @@ function liveDatabases(label: string, migrate: DbName[]) {
     },
     /** The SQL TypeORM would still generate for the database: empty when it matches the entities. */
     diff: async (db: DbName) => (await schemaDiff(sources[db])).up.map((s) => s.query),
-    generate: async (name: string, db: DbName): Promise<DbGenerateResult> => {
+    generate: async (name: string, db: DbName, named: { renames?: string[]; drops?: string[] } = {}): Promise<DbGenerateResult> => {
       timestamp += 10;
-      const report = await generateMigrations(config, { name, dbs: [db], timestamp });
+      const report = await generateMigrations(config, { name, dbs: [db], timestamp, ...named });
       expect(report.warnings).toEqual(report.databases[0].warnings);
       return report.databases[0];
     },
@@ -251,7 +251,8 @@ describe("generate on a live database: online-safe and no data lost", () => {
     await sql("apidb", `DROP INDEX idx_profiles_user_id; CREATE INDEX idx_profiles_extra ON profiles (name)`);
     const r = await generate("ProfileIndexes", "apidb");
     expect(r.changed).toBe(true);
-    expect(r.warnings).toEqual([]);
+    // An index no entity declares, made by hand (no migration created it): dropped, and said so.
+    expect(r.warnings).toEqual([`apidb: index idx_profiles_extra is dropped: no entity declares it (to keep it, declare it with @Index("idx_profiles_extra", { synchronize: false }))`]);
     expect(r.migrations).toHaveLength(1);
     const [m] = r.migrations;
     expect(m.transaction).toBe(false);
@@ -323,18 +324,22 @@ describe("generate on a live database: online-safe and no data lost", () => {
     expect(await diff("authdb")).toEqual([]);
   });
 
-  it("a narrowing change: warned; a value that does not fit stops the migration instead of being cut", async () => {
+  it("a narrowing change: refused while values do not fit, warned once they do; a value written since stops the migration instead of being cut", async () => {
     await sql("admindb", `ALTER TABLE langchain_pg_embedding ALTER COLUMN custom_id TYPE text`);
     await sql("admindb", `INSERT INTO langchain_pg_embedding (document, custom_id) VALUES ('d1', 'c-1'), ('d2', NULL), ('d3', repeat('x', 300))`);
+    await expect(generate("CustomIdLength", "admindb")).rejects.toThrow(/^langchain_pg_embedding\.custom_id: 1 value does not convert text -> varchar\(255\): change those rows first/);
+    expect(fs.readdirSync(`${live.copy.root}/admindb`).filter((f) => /CustomIdLength/.test(f))).toEqual([]);
+    await sql("admindb", `UPDATE langchain_pg_embedding SET custom_id = 'c-3' WHERE document = 'd3'`);
     const r = await generate("CustomIdLength", "admindb");
     const [m] = r.migrations;
     expect(m.up).toEqual([`ALTER TABLE "langchain_pg_embedding" ALTER COLUMN "custom_id" TYPE character varying(255)`]); // its index is kept, not dropped and rebuilt
     expect(r.warnings).toEqual([`admindb: langchain_pg_embedding.custom_id: text -> varchar(255) narrows (values longer than 255 characters stop the migration): check ${m.file} before running it`]);
     expect(fs.readFileSync(m.file!, "utf8")).toContain("// It narrows: values longer than 255 characters stop the migration.");
 
+    await sql("admindb", `INSERT INTO langchain_pg_embedding (document, custom_id) VALUES ('d4', repeat('y', 300))`); // written after generate
     await expect(apply("admindb", m.name, "up")).rejects.toThrow(/value too long for type character varying\(255\)/);
-    expect((await sql("admindb", `SELECT length(custom_id) AS n FROM langchain_pg_embedding WHERE document = 'd3'`)).rows).toEqual([{ n: 300 }]);
-    await sql("admindb", `UPDATE langchain_pg_embedding SET custom_id = 'c-3' WHERE document = 'd3'`);
+    expect((await sql("admindb", `SELECT length(custom_id) AS n FROM langchain_pg_embedding WHERE document = 'd4'`)).rows).toEqual([{ n: 300 }]);
+    await sql("admindb", `UPDATE langchain_pg_embedding SET custom_id = 'c-4' WHERE document = 'd4'`);
     const ids = async () => (await sql("admindb", `SELECT document, custom_id FROM langchain_pg_embedding ORDER BY document`)).rows;
     const before = await ids();
     await apply("admindb", m.name, "up");
@@ -452,13 +457,16 @@ describe("generate on a live database: online-safe and no data lost", () => {
     expect(await diff("admindb")).toEqual([]);
   });
 
-  it("a DROP COLUMN left in a generated file is announced", async () => {
+  it("a DROP COLUMN is refused unless named with --drop; named, its values are counted", async () => {
     await sql("apidb", `ALTER TABLE profiles ADD COLUMN nickname text; CREATE INDEX idx_profiles_nickname ON profiles (nickname)`);
-    const r = await generate("DropNickname", "apidb");
+    await sql("apidb", `UPDATE profiles SET nickname = 'n' || id WHERE name <> 'name 3'`);
+    await expect(generate("DropNickname", "apidb")).rejects.toThrow(/^profiles\.nickname would be dropped with its values: say --drop profiles\.nickname to delete it on purpose$/);
+    const r = await generate("DropNickname", "apidb", { drops: ["profiles.nickname"] });
     const [m] = r.migrations;
     expect(r.migrations).toHaveLength(1);
     expect(m.up).toEqual([`DROP INDEX "public"."idx_profiles_nickname"`, `ALTER TABLE "profiles" DROP COLUMN "nickname"`]);
-    expect(r.warnings).toEqual([`apidb: profiles.nickname: DROP COLUMN deletes the column and its data: check ${m.file} before running it`]);
+    expect(r.warnings).toEqual([`apidb: profiles.nickname: 199 values will be dropped`]);
+    expect(fs.readFileSync(m.file!, "utf8")).toContain(`lint = { ignore: { "ban-drop-column": "said with --drop profiles.nickname" } };`);
     await apply("apidb", m.name, "up");
     expect(await diff("apidb")).toEqual([]);
   });

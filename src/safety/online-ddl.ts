@@ -19,6 +19,12 @@
 //   `VALIDATE CONSTRAINT` scans the old rows later, in the `finish` part: another transaction, as it
 //   must be (in the same one, the ADD's lock would be held through the scan), holding only SHARE
 //   UPDATE EXCLUSIVE, which lets reads and writes go on.
+// - not-null-online: SET NOT NULL on an existing table scans every row under ACCESS EXCLUSIVE.
+//   Instead: `ADD CONSTRAINT <t>_<c>_not_null CHECK (c IS NOT NULL) NOT VALID` in the transaction
+//   (no scan), then in the finish part `VALIDATE CONSTRAINT` (the scan, under SHARE UPDATE
+//   EXCLUSIVE: reads and writes go on), `SET NOT NULL` (PostgreSQL 12+ sees the validated CHECK
+//   and skips its scan) and `DROP CONSTRAINT`. squawk accepts SET NOT NULL after a VALIDATE of such
+//   a CHECK in the same migration, so nothing needs accepting.
 // - unique-using-index: a UNIQUE constraint added to an existing table becomes
 //   `CREATE UNIQUE INDEX CONCURRENTLY <name>` (concurrent part), then
 //   `ADD CONSTRAINT <name> UNIQUE USING INDEX <name>` (finish, last: its brief ACCESS EXCLUSIVE lock
@@ -167,6 +173,11 @@ function mentionsColumn(rest: string, columns: Set<string> | undefined): boolean
   return [...(columns ?? [])].some((c) => rest.includes(`"${c}"`));
 }
 
+/** The CHECK (col IS NOT NULL) that lets SET NOT NULL skip its scan: `<table>_<column>_not_null`, at most 63 bytes. */
+function notNullCheckName(table: string, column: string): string {
+  return `${shownPath(table).split(".").pop()}_${column}_not_null`.slice(0, 63);
+}
+
 /** `DROP INDEX CONCURRENTLY IF EXISTS <path>`: runs again without error. */
 function dropConcurrently(path: string): Statement {
   return { query: `DROP INDEX CONCURRENTLY IF EXISTS ${path}` };
@@ -279,6 +290,21 @@ export function planOnlineMigration(diff: Part, automaticCast: AutomaticCast = k
       out.push({ up: [{ query: `ALTER TABLE ${pu.table} VALIDATE CONSTRAINT "${pu.name}"` }], down: [], phase: "finish", step: late ? 1 : 0 });
       continue;
     }
+    // not-null-online
+    if (pu.kind === "set-not-null" && !created.has(pu.table)) {
+      const check = notNullCheckName(pu.table, pu.column);
+      out.push({
+        up: [{ query: `ALTER TABLE ${pu.table} ADD CONSTRAINT "${check}" CHECK ("${pu.column}" IS NOT NULL) NOT VALID` }],
+        down: [{ query: `ALTER TABLE ${pu.table} DROP CONSTRAINT IF EXISTS "${check}"` }],
+        phase: "transaction",
+      });
+      out.push({
+        up: [{ query: `ALTER TABLE ${pu.table} VALIDATE CONSTRAINT "${check}"` }, pair.up, { query: `ALTER TABLE ${pu.table} DROP CONSTRAINT "${check}"` }],
+        down: [pair.down],
+        phase: "finish", step: 3,
+      });
+      continue;
+    }
     // unique-using-index
     const unique = usingIndex(pair);
     if (unique) {
@@ -308,7 +334,7 @@ export function planOnlineMigration(diff: Part, automaticCast: AutomaticCast = k
   const plan: OnlinePlan = {
     transaction: part(inPhase("transaction")),
     concurrent: part(inPhase("concurrent")),
-    finish: part([0, 1, 2].flatMap((step) => inPhase("finish").filter((c) => c.step === step))),
+    finish: part([0, 1, 2, 3].flatMap((step) => inPhase("finish").filter((c) => c.step === step))),
     notices,
   };
   for (const phase of PHASES) {

@@ -27,6 +27,7 @@ export type Parsed =
   | { kind: "drop-constraint"; table: string; name: string }
   | { kind: "add-column"; table: string; column: string; definition: string }
   | { kind: "drop-column"; table: string; column: string; ifExists: boolean }
+  | { kind: "set-not-null"; table: string; column: string }
   | { kind: "other" };
 
 const patterns: Array<[RegExp, (m: RegExpExecArray) => Parsed]> = [
@@ -47,6 +48,7 @@ const patterns: Array<[RegExp, (m: RegExpExecArray) => Parsed]> = [
   ],
   [new RegExp(`^ALTER TABLE (${PATH}) DROP CONSTRAINT ${NAME}$`), (m) => ({ kind: "drop-constraint", table: m[1], name: m[2] })],
   [new RegExp(`^ALTER TABLE (${PATH}) DROP COLUMN( IF EXISTS)? ${NAME}$`), (m) => ({ kind: "drop-column", table: m[1], ifExists: !!m[2], column: m[3] })],
+  [new RegExp(`^ALTER TABLE (${PATH}) ALTER COLUMN ${NAME} SET NOT NULL$`), (m) => ({ kind: "set-not-null", table: m[1], column: m[2] })],
   [new RegExp(`^ALTER TABLE (${PATH}) ADD ${NAME} ([\\s\\S]+)$`), (m) => ({ kind: "add-column", table: m[1], column: m[2], definition: m[3] })],
 ];
 

@@ -1,6 +1,6 @@
 // TypeORM's own comparison of entities with a live database: exactly what
 // `typeorm migration:generate` (and its --check) would write.
-import type { DataSource } from "typeorm";
+import type { DataSource, QueryRunner } from "typeorm";
 
 export interface SchemaDiff {
   up: string[];
@@ -12,8 +12,43 @@ export interface SqlQuery {
   parameters?: unknown[];
 }
 
-export async function schemaDiff(dataSource: DataSource): Promise<{ up: SqlQuery[]; down: SqlQuery[] }> {
+async function log(dataSource: DataSource): Promise<{ up: SqlQuery[]; down: SqlQuery[] }> {
   const sql = await dataSource.driver.createSchemaBuilder().log();
   // TypeORM lists down queries in apply order of the up queries; a down runs them in reverse.
   return { up: sql.upQueries, down: [...sql.downQueries].reverse() };
+}
+
+export async function schemaDiff(dataSource: DataSource): Promise<{ up: SqlQuery[]; down: SqlQuery[] }> {
+  return log(dataSource);
+}
+
+/**
+ * TypeORM's diff against the database as it would be after `before` (e.g. the renames the user
+ * named): `before` runs in a transaction that is rolled back, and TypeORM reads the schema inside
+ * it. Nothing is changed; the tables `before` alters are locked (ACCESS EXCLUSIVE, waited for at
+ * most `lockTimeoutMs`) only while TypeORM reads the schema, well under a second.
+ *
+ *   await schemaDiffAfter(ds, [`ALTER TABLE "profiles" RENAME COLUMN "phone" TO "phone_number"`], 2000)
+ *   // the rest of the change: what TypeORM would write once the rename is done
+ */
+export async function schemaDiffAfter(dataSource: DataSource, before: string[], lockTimeoutMs: number): Promise<{ up: SqlQuery[]; down: SqlQuery[] }> {
+  if (!before.length) return log(dataSource);
+  const runner = dataSource.createQueryRunner();
+  const create = dataSource.createQueryRunner;
+  try {
+    await runner.connect();
+    await runner.query("BEGIN");
+    await runner.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+    for (const statement of before) await runner.query(statement);
+    // The schema builder asks the DataSource for a query runner and releases it after: give it
+    // this one (inside the transaction), and keep it open.
+    const borrowed = Object.create(runner) as QueryRunner;
+    borrowed.release = async () => undefined;
+    dataSource.createQueryRunner = () => borrowed;
+    return await log(dataSource);
+  } finally {
+    dataSource.createQueryRunner = create;
+    await runner.query("ROLLBACK").catch(() => undefined);
+    await runner.release();
+  }
 }

@@ -27,6 +27,8 @@ export interface RenderOptions {
   transaction?: boolean;
   /** Comment lines above the class. */
   header?: string[];
+  /** Lint findings the migration accepts, rule -> reason (written as `lint = { ignore: ... }`). */
+  lintIgnore?: Record<string, string>;
 }
 
 /**
@@ -37,11 +39,13 @@ export interface RenderOptions {
 export function renderMigration(className: string, up: RenderedStatement[], down: RenderedStatement[], options: RenderOptions = {}): string {
   const header = (options.header ?? []).map((line) => `// ${line}`.trimEnd() + "\n").join("");
   const transaction = options.transaction === false ? "    transaction = false;\n" : "";
+  const ignore = Object.entries(options.lintIgnore ?? {});
+  const lint = ignore.length ? `    lint = { ignore: { ${ignore.map(([rule, reason]) => `${JSON.stringify(rule)}: ${JSON.stringify(reason)}`).join(", ")} } };\n` : "";
   return `${header}import { MigrationInterface, QueryRunner } from "typeorm";
 
 export class ${className} implements MigrationInterface {
     name = "${className}";
-${transaction}
+${transaction}${lint}
     public async up(queryRunner: QueryRunner): Promise<void> {
 ${up.map(statement).join("\n")}
     }
