@@ -16,7 +16,7 @@ import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
 const INIT = "Init1795519558038";
 const NORMALIZE = "NormalizeRolesDefault1795519600000";
 
-const clean = (db: DbCheck["db"], pending: string[] = []): DbCheck => ({ db, pending, entityDrift: [], historyDrift: [], schemaDrift: [] });
+const clean = (db: DbCheck["db"], pending: string[] = []): DbCheck => ({ db, pending, entityDrift: [], historyDrift: [], schemaDrift: [], managedByMigrations: [] });
 
 /** Databases of `dbs` on the server (the real ones, and any shadow left behind). */
 async function databasesOf(dbs: TestDatabases): Promise<string[]> {

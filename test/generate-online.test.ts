@@ -500,7 +500,7 @@ describe("an edited entity: the generated migrations leave migration:check clean
       await ds.destroy();
     }
     const check = await checkDatabases(live.config, ["apidb"]);
-    expect(check.databases[0]).toEqual({ db: "apidb", entityDrift: [], historyDrift: [], schemaDrift: [], pending: [] });
+    expect(check.databases[0]).toEqual({ db: "apidb", entityDrift: [], historyDrift: [], schemaDrift: [], pending: [], managedByMigrations: [] });
     expect(check.ok).toBe(true);
   });
 });

@@ -46,7 +46,7 @@ describe("edited and deleted applied migrations", () => {
     expect(report.ok).toBe(false);
     expect(report.databases[1].historyDrift).toEqual([expect.stringMatching(/1795800000001-AddNickname\.ts was edited after it was applied/)]);
     // A pending migration is listed, not drift (its table is one no entity maps: TypeORM leaves it be).
-    expect(report.databases[0]).toEqual({ db: "authdb", pending: ["AddSessions1795800000002"], entityDrift: [], historyDrift: [], schemaDrift: [] });
+    expect(report.databases[0]).toEqual({ db: "authdb", pending: ["AddSessions1795800000002"], entityDrift: [], historyDrift: [], schemaDrift: [], managedByMigrations: [] });
 
     const show = await runCli(["migration:show"], env());
     expect(show.stdout).toContain("[x] AddNickname1795800000001  (EDITED since applied: checksum differs)");

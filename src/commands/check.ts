@@ -7,7 +7,11 @@ import { diffCatalogs, readCatalog } from "../schema/catalog";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
 import { closeStates, DbState, readStates } from "../deploy/plan";
+import type { DataSource } from "typeorm";
+import { loadSqlParser } from "../postgres/sql-parse";
+import type { MigrationFile } from "../runner/migration-files";
 import { schemaDiff } from "../schema/diff";
+import { managedByMigrations, readIndexes, withoutForeignIndexes } from "../schema/indexes";
 import { withShadow } from "../schema/shadow";
 
 export interface DbCheck {
@@ -23,6 +27,12 @@ export interface DbCheck {
   historyDrift: string[];
   /** Differences of the live schema from the one the applied migrations build. */
   schemaDrift: string[];
+  /**
+   * Indexes the entities cannot declare that a migration created (`idx_emb_hnsw on
+   * langchain_pg_embedding (using hnsw, operator class), created by AddHnsw1796...`): owned by the
+   * migrations, not drift.
+   */
+  managedByMigrations: string[];
 }
 
 export interface CheckReport {
@@ -63,7 +73,7 @@ export async function checkDatabases(config: Config, dbs: DbName[], options: Che
 }
 
 async function checkDatabase(config: Config, s: DbState, options: CheckOptions): Promise<DbCheck> {
-  const check: DbCheck = { db: s.db, pending: s.pending.map((f) => f.name), entityDrift: [], historyDrift: [], schemaDrift: [] };
+  const check: DbCheck = { db: s.db, pending: s.pending.map((f) => f.name), entityDrift: [], historyDrift: [], schemaDrift: [], managedByMigrations: [] };
   for (const f of s.changedFiles) check.historyDrift.push(`${f.file} was edited after it was applied (checksum differs)`);
   for (const name of s.missingFiles) check.historyDrift.push(`applied migration ${name} has no file`);
   const unadopted = s.exists && s.applied.length === 0 && s.tableCount > 0;
@@ -81,11 +91,26 @@ async function checkDatabase(config: Config, s: DbState, options: CheckOptions):
       if (compareSchema) check.schemaDrift = diffCatalogs(await readCatalog(s.dataSource), await shadow.catalog());
       if (afterPending) {
         await shadow.apply(s.pending);
-        check.entityDrift = (await schemaDiff(shadow.dataSource)).up.map((q) => q.query);
+        Object.assign(check, await entityDrift(shadow.dataSource, [...s.files.filter((f) => applied.has(f.name)), ...s.pending]));
       }
     });
   }
   // Nothing pending: the live database is what the entities must match (hand changes show here too).
-  if (s.exists && !s.pending.length) check.entityDrift = (await schemaDiff(s.dataSource)).up.map((q) => q.query);
+  if (s.exists && !s.pending.length) {
+    const applied = new Set(s.applied.map((a) => a.name));
+    Object.assign(check, await entityDrift(s.dataSource, s.files.filter((f) => applied.has(f.name))));
+  }
   return check;
+}
+
+/** TypeORM's diff of the entities against `dataSource`, less the indexes `migrations` own (and duplicates generate never writes). */
+async function entityDrift(dataSource: DataSource, migrations: MigrationFile[]): Promise<Pick<DbCheck, "entityDrift" | "managedByMigrations">> {
+  await loadSqlParser();
+  const indexes = await readIndexes(dataSource);
+  const managed = managedByMigrations(indexes, migrations);
+  const { diff } = withoutForeignIndexes(await schemaDiff(dataSource), managed, indexes);
+  return {
+    entityDrift: diff.up.map((q) => q.query),
+    managedByMigrations: managed.map((m) => `${m.name} on ${m.table} (${m.why}), created by ${m.migration}`),
+  };
 }

@@ -14,15 +14,16 @@ import { migrationsDir } from "../runner/migration-files";
 import { checkExists, closeStates, DbState, readStates } from "../deploy/plan";
 import { describeSql, loadSqlParser } from "../postgres/sql-parse";
 import { schemaDiffAfter } from "../schema/diff";
-import { duplicatedBy, IndexFacts, ManagedIndex, managedByMigrations, readIndexes } from "../schema/indexes";
+import { IndexFacts, ManagedIndex, managedByMigrations, readIndexes, withoutForeignIndexes } from "../schema/indexes";
 import { checkMigrationName, renderMigration } from "../schema/render-migration";
-import { automaticCasts } from "../safety/cast-probe";
+import { automaticCasts, rewritesTable } from "../safety/cast-probe";
+import { shortType } from "../safety/column-type-change";
 import { countDataLoss, lossLine } from "../safety/data-loss";
 import { fixEnumAdditions, removedEnumValues } from "../safety/enum-changes";
 import { impossibleChanges } from "../safety/live-checks";
 import { DiffShape, diffShape, Drop, parseDrop, parseRename, refuseUnnamed, Rename, renameStatement, shownDrop, shownRename, unnamedChanges, unusedDrops } from "../safety/named-changes";
 import { columnTypeChanges, Notice, OnlinePlan, Part, Phase, PHASES, planOnlineMigration } from "../safety/online-ddl";
-import { parseStatement, Statement } from "../safety/typeorm-statements";
+import { shownPath, Statement } from "../safety/typeorm-statements";
 
 export interface GeneratedMigration {
   /** TypeORM's migration name: class name + 13-digit timestamp, e.g. `AddX1795600000001`. */
@@ -165,30 +166,6 @@ async function checkRename(s: DbState, r: Rename): Promise<void> {
   if (names.includes(r.to)) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has a column ${r.to} already`, s.db);
 }
 
-/** Leaves out of TypeORM's diff what is not its to change: migration-owned indexes, duplicate indexes. */
-function withoutForeignIndexes(diff: Part, managed: ManagedIndex[], indexes: IndexFacts[]): { diff: Part; duplicates: string[] } {
-  const owned = new Set(managed.map((m) => m.name));
-  const duplicates: string[] = [];
-  const skipped = new Set<string>(); // index names whose up (and so whose down) is left out
-  const up = diff.up.filter((s) => {
-    const p = parseStatement(s.query);
-    if (p.kind === "drop-index" && owned.has(p.name)) return !skipped.add(p.name);
-    if (p.kind === "create-index") {
-      const twin = duplicatedBy(s.query, indexes);
-      if (twin) {
-        duplicates.push(`${p.name} duplicates ${twin.name}`);
-        return !skipped.add(p.name);
-      }
-    }
-    return true;
-  });
-  const down = diff.down.filter((s) => {
-    const p = parseStatement(s.query);
-    return !((p.kind === "create-index" || p.kind === "drop-index") && skipped.has(p.name));
-  });
-  return { diff: { up, down }, duplicates };
-}
-
 /**
  * Indexes TypeORM's up drops for good (not made again in the same change, nor going with their
  * table or column): announced like a dropped column.
@@ -250,11 +227,30 @@ async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[
     ...duplicates.map((d) => `${d}: not written`),
   ];
   const lintIgnore: Record<string, string> = {};
+  // A type change PostgreSQL makes without a rewrite (a longer varchar, varchar -> text) takes its
+  // lock only for the catalog update: squawk's changing-column-type cannot know, PostgreSQL can.
+  const rewrites = await Promise.all(typeChanges.map(async (t) => ({ t, rewrites: await rewritesTable(s.dataSource, t.from.type, t.to.type) })));
+  for (const { t, rewrites: r } of rewrites) {
+    if (r === false) continue;
+    warnings.push(`${shownPath(t.table)}.${t.column}: ${shortType(t.from.type)} -> ${shortType(t.to.type)} rewrites ${shownPath(t.table)} under ACCESS EXCLUSIVE (reads and writes wait while it runs): lint refuses it (changing-column-type); accept it in the file's lint with a reason only if the table is small`);
+  }
+  if (rewrites.length && rewrites.every((r) => r.rewrites === false)) {
+    lintIgnore["changing-column-type"] = `${rewrites.map(({ t }) => `${shownPath(t.table)}.${t.column} ${shortType(t.from.type)} -> ${shortType(t.to.type)}`).join(", ")}: no rewrite and no scan (PostgreSQL's own check at generate time)`;
+  }
   const said = named.renames.map(shownRename).join(", ");
   if (named.renames.some((r) => r.kind === "column")) lintIgnore["renaming-column"] = `said with --rename ${said}`;
   if (named.renames.some((r) => r.kind === "table")) lintIgnore["renaming-table"] = `said with --rename ${said}`;
   if (named.drops.some((d) => d.column)) lintIgnore["ban-drop-column"] = `said with --drop ${named.drops.map(shownDrop).join(", ")}`;
   if (named.drops.some((d) => !d.column)) lintIgnore["ban-drop-table"] = `said with --drop ${named.drops.map(shownDrop).join(", ")}`;
+  // DROP NOT NULL is metadata only; squawk bans it because readers may assume a value. The entity said it.
+  const nullable = up.flatMap((q) => {
+    const m = /^ALTER TABLE ("[^"]+"(?:\."[^"]+")?) ALTER COLUMN "([^"]+)" DROP NOT NULL$/.exec(q.trim());
+    return m ? [`${shownPath(m[1])}.${m[2]}`] : [];
+  });
+  if (nullable.length) {
+    lintIgnore["ban-drop-not-null"] = `${nullable.join(", ")}: nullable, as the entity says (metadata only, no scan)`;
+    warnings.push(...nullable.map((c) => `${c} may hold NULL from now on: readers that assume a value must handle it`));
+  }
   const changed = PHASES.some((phase) => plan[phase].up.length + plan[phase].down.length > 0);
   return { changed, plan, warnings, managed, duplicates, lintIgnore };
 }

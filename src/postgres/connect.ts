@@ -12,6 +12,8 @@ interface PgLikeError {
   code?: string;
   message?: string;
   errno?: number;
+  detail?: string;
+  driverError?: { detail?: string };
 }
 
 function secretsOf(target: DbTarget): string[] {
@@ -47,9 +49,12 @@ export function describeError(error: unknown, target: DbTarget, connectTimeoutMs
       break;
     default: {
       const first = String(e.message ?? error).split("\n")[0];
+      // PostgreSQL's DETAIL says which row or key (`Key (knowledge_base_id)=(...) is not present in
+      // table "knowledge_bases".`): kept, on the same line. TypeORM keeps pg's error as driverError.
+      const detail = e.detail ?? e.driverError?.detail;
       message = /timeout/i.test(first) && !e.code
         ? `cannot connect to ${where}: timed out${connectTimeoutMs ? ` after ${connectTimeoutMs} ms` : ""}`
-        : first;
+        : detail ? `${first}: ${String(detail).split("\n")[0]}` : first;
     }
   }
   return new MigrationError(scrubSecrets(message, secretsOf(target)), target.db);

@@ -41,3 +41,29 @@ export async function automaticCasts(dataSource: DataSource, conversions: Array<
   }
   return (from, to) => known.get(key(from, to)) ?? knownAutomaticCast(from, to);
 }
+
+/**
+ * Whether changing a column from `from` to `to` rewrites its table, asked of PostgreSQL itself: a
+ * temporary table with one row is changed in a transaction that is rolled back, and its
+ * relfilenode compared. `varchar(255) -> varchar(400)` only changes the limit (false); `integer ->
+ * bigint` or `text -> varchar(40)` rewrite every row under ACCESS EXCLUSIVE (true). Undefined when
+ * the database cannot be asked (or cannot convert without USING).
+ */
+export async function rewritesTable(dataSource: DataSource, from: string, to: string): Promise<boolean | undefined> {
+  const qr = dataSource.createQueryRunner();
+  try {
+    await qr.connect();
+    await qr.startTransaction();
+    await qr.query(`CREATE TEMP TABLE "migration_rewrite_probe" ("c" ${from}) ON COMMIT DROP`);
+    await qr.query(`INSERT INTO "migration_rewrite_probe" VALUES (NULL)`);
+    const before = await qr.query(`SELECT pg_relation_filenode('pg_temp.migration_rewrite_probe') AS f`);
+    await qr.query(`ALTER TABLE "migration_rewrite_probe" ALTER COLUMN "c" TYPE ${to}`);
+    const after = await qr.query(`SELECT pg_relation_filenode('pg_temp.migration_rewrite_probe') AS f`);
+    return String(before[0].f) !== String(after[0].f);
+  } catch {
+    return undefined;
+  } finally {
+    await qr.rollbackTransaction().catch(() => undefined);
+    await qr.release();
+  }
+}

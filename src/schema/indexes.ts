@@ -97,3 +97,42 @@ export function duplicatedBy(create: string, indexes: IndexFacts[]): IndexFacts 
   return indexes.find((i) => i.table === table && i.name !== a.name && i.method === a.method && i.unique === a.unique
     && !i.undeclarable.includes("partial") && !i.undeclarable.includes("expression") && i.columns.join(",") === a.columns.join(","));
 }
+
+interface Query {
+  query: string;
+}
+
+/**
+ * TypeORM's diff without what is not its to change: the DROP INDEX of an index migrations own (and
+ * its CREATE in the down), and the CREATE INDEX of an index an existing one already is (named in
+ * `duplicates`, `IDX_... duplicates idx_documents_status`). `generate` writes the rest; `check`
+ * calls the rest drift.
+ */
+export function withoutForeignIndexes<Q extends Query>(diff: { up: Q[]; down: Q[] }, managed: ManagedIndex[], indexes: IndexFacts[]): { diff: { up: Q[]; down: Q[] }; duplicates: string[] } {
+  const owned = new Set(managed.map((m) => m.name));
+  const duplicates: string[] = [];
+  const skipped = new Set<string>(); // index names whose up (and so whose down) is left out
+  const indexName = (q: Query) => {
+    const a = describeSql(q.query)[0];
+    if (a?.kind === "drop-index") return { kind: a.kind, name: a.name.split(".").pop()! };
+    if (a?.kind === "create-index" && a.name) return { kind: a.kind, name: a.name };
+    return undefined;
+  };
+  const up = diff.up.filter((q) => {
+    const i = indexName(q);
+    if (i?.kind === "drop-index" && owned.has(i.name)) return !skipped.add(i.name);
+    if (i?.kind === "create-index") {
+      const twin = duplicatedBy(q.query, indexes);
+      if (twin) {
+        duplicates.push(`${i.name} duplicates ${twin.name}`);
+        return !skipped.add(i.name);
+      }
+    }
+    return true;
+  });
+  const down = diff.down.filter((q) => {
+    const i = indexName(q);
+    return !(i && skipped.has(i.name));
+  });
+  return { diff: { up, down }, duplicates };
+}
