@@ -92,6 +92,7 @@ function deployOptions(flags: Flags): DeployFlags {
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
+    onDataLoss: print.dataLoss,
     signal: interruptSignal(json),
   };
 }

@@ -24,8 +24,8 @@ const FLAGS = {
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
-  rename: { syntax: "--rename <spec>", description: "a rename, values kept: table.old=new (column) or old=new (table); repeatable" },
-  drop: { syntax: "--drop <spec>", description: "delete on purpose: table.column or table; repeatable" },
+  rename: { syntax: "--rename <spec>", description: "rename, values kept: t.old=new or old=new (repeatable)" },
+  drop: { syntax: "--drop <spec>", description: "delete on purpose: t.column or table (repeatable)" },
 } as const;
 
 /** Flags that may be given more than once: their values come as a list. */

@@ -45,6 +45,11 @@ export function progress(event: { db: string; step: string; detail?: string; pha
 }
 
 /** A run that waits for another's deploy lock says whose, since when, and for how long it will wait. */
+/** Before anything changes: what a run or revert drops that holds data (stderr, so --json stays parseable). */
+export function dataLoss(db: string, lines: string[]): void {
+  for (const line of lines) console.error(`warning: ${db}: ${line}`);
+}
+
 export function waiting(event: { db: string; holder?: LockHolder; waitMs: number }): void {
   const h = event.holder;
   const who = h ? `${h.runId ? `run ${h.runId}` : "another session"} (pid ${h.pid}${h.since ? `, since ${h.since.toISOString().replace(/\.\d+Z$/, "Z")}` : ""})` : "another run";

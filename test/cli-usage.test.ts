@@ -18,7 +18,7 @@ const FLAGS: Record<string, string[]> = {
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
   "migration:repair": ["--db", "--json"],
-  "migration:generate": ["--db", "--check", "--json"],
+  "migration:generate": ["--db", "--rename", "--drop", "--check", "--json"],
   "migration:create": ["--db", "--json"],
   "db:backup": ["--db", "--keep", "--json"],
   "db:restore": ["--db", "--into", "--json"],
@@ -95,6 +95,15 @@ describe("strict flags", () => {
     expect(r.code).toBe(2);
     expect(oneLineError(r.stderr)).toBe(`error: ${command}: unknown option --frobnicate (valid: ${allFlags(command).join(", ")})`);
     expect(r.stdout).toBe("");
+  });
+
+  it("migration:generate: a malformed --rename or --drop is exit 2 before any connection", async () => {
+    const rename = await runCli(["migration:generate", "RenamePhone", "--rename", "profiles.phone"], env);
+    expect(rename.code).toBe(2);
+    expect(oneLineError(rename.stderr)).toBe("error: --rename profiles.phone: expected table.old=new (a column) or old=new (a table)");
+    const drop = await runCli(["migration:generate", "DropNote", "--drop", "a.b.c"], env);
+    expect(drop.code).toBe(2);
+    expect(oneLineError(drop.stderr)).toBe("error: --drop a.b.c: expected table.column or table");
   });
 
   it("another command's flag is refused: migration:show --to", async () => {

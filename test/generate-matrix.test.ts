@@ -463,6 +463,38 @@ describe("generate: the conformance matrix", () => {
     }
   });
 
+  it("data loss is counted before it happens: run of a named drop, revert (and its dry run) of an added column", async () => {
+    const snap = snapshot();
+    const before = new Set(fs.readdirSync(`${copy.root}/apidb`));
+    try {
+      edit.add(Profile, "note", { type: "text", nullable: true });
+      timestamp += 10;
+      await generateMigrations(config, { name: "AddNote", dbs: ["apidb"], timestamp });
+      expect((await runMigrations(config, { dbs: ["apidb"], ...deploy })).status).toBe("applied");
+      await sql("apidb", `UPDATE profiles SET note = 'n' WHERE name NOT LIKE 'name 1%'`);
+      const told: string[] = [];
+      const dry = await revertMigrations(config, { target: { kind: "last-run" }, ...deploy, dryRun: true, onDataLoss: (db, lines) => told.push(...lines.map((l) => `${db}: ${l}`)) });
+      expect(dry.databases.find((d) => d.db === "apidb")!.dataLoss).toEqual(["profiles.note: 189 values will be dropped"]);
+      expect(told).toEqual(["apidb: profiles.note: 189 values will be dropped"]);
+      const reverted = await revertMigrations(config, { target: { kind: "last-run" }, ...deploy });
+      expect(reverted.status).toBe("reverted");
+      expect(reverted.databases.find((d) => d.db === "apidb")!.dataLoss).toEqual(["profiles.note: 189 values will be dropped"]);
+      for (const f of fs.readdirSync(`${copy.root}/apidb`).filter((f) => !before.has(f))) fs.rmSync(`${copy.root}/apidb/${f}`);
+      restore(snap);
+
+      // A drop the run applies: counted in the run's report before it ran.
+      edit.remove(Profile, "lastName");
+      timestamp += 10;
+      await generateMigrations(config, { name: "DropLastName", dbs: ["apidb"], timestamp, drops: ["profiles.last_name"] });
+      const run = await runMigrations(config, { dbs: ["apidb"], ...deploy });
+      expect(run.databases[0].dataLoss).toEqual(["profiles.last_name: 300 values will be dropped"]);
+      expect((await revertMigrations(config, { target: { kind: "last-run" }, ...deploy })).status).toBe("reverted");
+    } finally {
+      restore(snap);
+      for (const f of fs.readdirSync(`${copy.root}/apidb`).filter((f) => !before.has(f))) fs.rmSync(`${copy.root}/apidb/${f}`);
+    }
+  });
+
   it("new table: uuid key, jsonb and array defaults, timestamptz", () => runCase({
     db: "admindb",
     change: () => {

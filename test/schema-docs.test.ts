@@ -10,6 +10,8 @@ import { PROJECT_ROOT } from "../src/paths";
 import { DEFAULT_TIMEOUTS } from "../src/runner/migrator";
 import { Catalog, readCatalog } from "../src/schema/catalog";
 import { DatabaseDoc, describeSchema, mermaidType, renderSchemaDocs, TableDoc } from "../src/schema/docs";
+import { getMetadataArgsStorage, Index } from "typeorm";
+import { LangchainEmbedding } from "../src/entities/admindb";
 import { testDatabases, withClient } from "./support/databases";
 
 const committedFile = path.join(PROJECT_ROOT, SCHEMA_DOCS_FILE);
@@ -111,6 +113,18 @@ describe("schema:docs", () => {
       "foreign key `documents_knowledge_base_id_fkey` (knowledge_base_id) references `knowledge_bases` (id) on delete cascade",
     );
     expect(admindb).toContain("check `check_owner`: `\"knowledge_base_id\" IS NOT NULL OR \"user_id\" IS NOT NULL`");
+  });
+
+  it("lists an index a migration built when its entity declares it with synchronize: false", () => {
+    const storage = getMetadataArgsStorage();
+    const before = storage.indices.length;
+    Index("idx_embedding_hnsw", { synchronize: false })(LangchainEmbedding);
+    try {
+      expect(section(renderSchemaDocs(), "admindb")).toContain("Indexes: `idx_embedding_hnsw` built by a migration; ");
+    } finally {
+      storage.indices.splice(before, 1);
+    }
+    expect(renderSchemaDocs()).toBe(rendered);
   });
 
   it("with check, writes nothing and reports a stale or missing file", () => {

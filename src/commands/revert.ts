@@ -10,6 +10,7 @@ import type { StepResult } from "../runner/migrator";
 import { checkExists, checkIntegrity, closeStates, DbState, readStates, withLockedStates } from "../deploy/plan";
 import { newRunId } from "../run-id";
 import { captureSql } from "../runner/dry-run";
+import { plannedDataLoss } from "../deploy/data-loss";
 
 export type RevertTarget =
   | { kind: "last-run" }
@@ -18,6 +19,8 @@ export type RevertTarget =
 
 export interface RevertOptions extends Omit<DeployOptions, "runId" | "reason"> {
   target: RevertTarget;
+  /** Told, before anything changes, what the revert will drop that holds data. */
+  onDataLoss?: (db: DbName, lines: string[]) => void;
   dryRun?: boolean;
   lockTimeoutMs: number;
   onWait?: LockWait;
@@ -28,6 +31,8 @@ export interface DbRevertResult {
   toRevert: string[];
   reverted: StepResult[];
   sql?: Record<string, string[]>;
+  /** What the downs drop that holds data, counted before they ran: `profiles.note: 1234 values will be dropped`. */
+  dataLoss: string[];
 }
 
 export interface RevertReport {
@@ -102,8 +107,13 @@ export async function revertMigrations(config: Config, options: RevertOptions): 
     states.forEach(checkIntegrity);
     const { plan: todo, undoesRun } = selectReverts(states, target);
     report.undoesRun = undoesRun;
-    report.databases = states.map((s) => ({ db: s.db, toRevert: todo.get(s.db)!.map((f) => f.name), reverted: [] }));
+    report.databases = states.map((s) => ({ db: s.db, toRevert: todo.get(s.db)!.map((f) => f.name), reverted: [], dataLoss: [] }));
     for (const s of states) checkLoadable(s.db, todo.get(s.db)!);
+    for (const s of states) {
+      const lines = await plannedDataLoss(s, todo.get(s.db)!, "down");
+      resultOf(s.db).dataLoss = lines;
+      if (lines.length) options.onDataLoss?.(s.db, lines);
+    }
     return { states, todo, nothing: [...todo.values()].every((p) => p.length === 0) };
   };
   const resultOf = (db: DbName) => report.databases.find((d) => d.db === db)!;

@@ -14,6 +14,7 @@ import { checkPlan, closeStates, createMissingDatabases, DbState, readStates, wi
 import { newRunId } from "../run-id";
 import { settleAll } from "../postgres/sql";
 import { captureSql } from "../runner/dry-run";
+import { plannedDataLoss } from "../deploy/data-loss";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
@@ -25,6 +26,8 @@ export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   lockTimeoutMs: number;
   /** Told once per database when another run holds its lock. */
   onWait?: LockWait;
+  /** Told, before anything changes, what the pending migrations will drop that holds data. */
+  onDataLoss?: (db: DbName, lines: string[]) => void;
   /** Deploy migrations whose lint findings are not accepted (with a warning). */
   unsafe?: boolean;
   runId?: string;
@@ -39,6 +42,8 @@ export interface DbRunResult {
   sql?: Record<string, string[]>;
   /** Lint findings the pending migrations do not accept (--dry-run and --unsafe show them). */
   lint?: LintFinding[];
+  /** What the pending migrations drop that holds data, counted before they ran. */
+  dataLoss?: string[];
 }
 
 export interface RunReport {
@@ -74,6 +79,12 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
     report.databases = states.map((s) => ({ db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [] }));
     // In parallel; the first failure in deploy order is the one reported.
     const lints = await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!, { unsafe: options.unsafe || options.dryRun })));
+    for (const s of states) {
+      const lines = await plannedDataLoss(s, todo.get(s.db)!, "up");
+      if (!lines.length) continue;
+      resultOf(s.db).dataLoss = lines;
+      options.onDataLoss?.(s.db, lines);
+    }
     for (const lint of lints) {
       if (!lint?.findings.length) continue;
       resultOf(lint.db).lint = lint.findings;

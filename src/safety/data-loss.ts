@@ -4,7 +4,7 @@
 //   dataLoss([{ query: `ALTER TABLE "profiles" DROP COLUMN "nickname"` }])
 //   // [{ subject: "profiles.nickname", problem: "DROP COLUMN deletes the column and its data" }]
 import { Queryable, quoteIdent, rows } from "../postgres/sql";
-import { describeSql } from "../postgres/sql-parse";
+import { describeSql, loadSqlParser } from "../postgres/sql-parse";
 import { parseStatement, shownPath, Statement } from "./typeorm-statements";
 
 export interface DataLoss {
@@ -50,6 +50,7 @@ export function lossLine(loss: CountedLoss): string {
  *   // [{ subject: "profiles.note", count: 1234, unit: "values" }]
  */
 export async function countDataLoss(q: Queryable, statements: string[]): Promise<CountedLoss[]> {
+  await loadSqlParser();
   const found: CountedLoss[] = [];
   const seen = new Set<string>();
   for (const sql of statements) {

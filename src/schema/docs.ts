@@ -39,6 +39,11 @@ export interface IndexDoc {
   /** The access method when it is not btree (`gin`, `gist`). */
   method: string | null;
   where: string | null;
+  /**
+   * Declared with `@Index(name, columns, { synchronize: false })`: a migration built it (an HNSW
+   * index with an operator class, say), and generate leaves it alone.
+   */
+  managed: boolean;
 }
 
 export interface ConstraintDoc {
@@ -126,6 +131,7 @@ function describeTable(db: DbName, metadata: EntityMetadata, dataSource: DataSou
     unique: index.isUnique,
     method: index.isSpatial ? "gist" : index.type && index.type.toLowerCase() !== "btree" ? index.type.toLowerCase() : null,
     where: index.where ?? null,
+    managed: index.synchronize === false,
   }));
 
   const primary = metadata.primaryColumns;
@@ -247,8 +253,10 @@ function columnList(columns: string[]): string {
 }
 
 function indexLine(index: IndexDoc): string {
-  const details = [index.unique && "unique", index.method && `using ${index.method}`, index.where && `where ${code(index.where)}`].filter(Boolean);
-  return `${code(index.name)} ${columnList(index.columns)}${details.length ? ` ${details.join(", ")}` : ""}`;
+  const details = [index.unique && "unique", index.method && `using ${index.method}`, index.where && `where ${code(index.where)}`, index.managed && "built by a migration"].filter(Boolean);
+  // `@Index(name, { synchronize: false })` names no columns: only the migration knows them.
+  const columns = index.columns.length ? ` ${columnList(index.columns)}` : "";
+  return `${code(index.name)}${columns}${details.length ? ` ${details.join(", ")}` : ""}`;
 }
 
 function constraintLine(constraint: ConstraintDoc): string {
