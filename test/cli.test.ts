@@ -124,7 +124,11 @@ describe("the commands", () => {
     try {
       // The database is one step ahead of the files: the entities now differ from it in apidb only.
       await withClient(dbs.names.apidb, (c) => c.query(`ALTER TABLE profiles ADD COLUMN nickname text`));
-      const r = await runCli(["migration:generate", "--", "DropNickname"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+      const unnamed = await runCli(["migration:generate", "--", "DropNickname"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
+      expect(unnamed.code).toBe(1);
+      expect(unnamed.stderr.trim()).toBe("error: apidb: profiles.nickname would be dropped with its values: say --drop profiles.nickname to delete it on purpose");
+      expect(fs.readdirSync(`${copy.root}/apidb`).filter((f) => f.includes("DropNickname"))).toEqual([]);
+      const r = await runCli(["migration:generate", "DropNickname", "--drop", "profiles.nickname"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/authdb: no changes\napidb: wrote .*apidb\/\d{13}-DropNickname\.ts \(1 statement\)\nadmindb: no changes/);
       const check = await runCli(["migration:generate", "--check", "--db", "apidb"], dbs.env);

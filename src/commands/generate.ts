@@ -184,7 +184,7 @@ function droppedIndexes(up: string[], indexes: IndexFacts[], shape: DiffShape): 
 }
 
 /** Diffs one database and decides what to write, refusing what would lose data unasked or cannot work. */
-async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[] }): Promise<DbPlan> {
+async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[] }, check: boolean): Promise<DbPlan> {
   for (const r of named.renames) await checkRename(s, r);
   const renames = named.renames.map(renameStatement);
   const typeorm = await schemaDiffAfter(s.dataSource, renames.map((r) => r.up), 2000);
@@ -209,7 +209,8 @@ async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[
       if (Number(n) > 0) refusals.push(`${c.table}.${c.column}: ${n} rows hold ${r.values.join(", ")}, which the entity removes from ${r.type}: change those rows first`);
     }
   }
-  refuseUnnamed(refusals, s.db);
+  // --check writes nothing: it shows the whole diff and says what generate would refuse.
+  if (!check) refuseUnnamed(refusals, s.db);
 
   const plan = planOnlineMigration(rest, automatic);
   const renamed: Statement[] = renames.map((r) => ({ query: r.up }));
@@ -221,6 +222,7 @@ async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[
   plan.notices = plan.notices.filter((n) => !/^DROP (COLUMN|TABLE) /.test(n.problem));
   const losses = await countDataLoss(s.dataSource, PHASES.flatMap((phase) => plan[phase].up.map((q) => q.query)));
   const warnings = [
+    ...(check ? refusals.map((r) => `generate refuses: ${r}`) : []),
     ...losses.map(lossLine),
     ...named.renames.map((r) => `${r.kind === "column" ? `${r.table}.${r.from}` : r.from} is renamed to ${r.to} (values kept): a service still using the old name fails until it is deployed`),
     ...droppedIndexes(up, indexes, shape).map((name) => `index ${name} is dropped: no entity declares it (to keep it, declare it with @Index("${name}", { synchronize: false }))`),
@@ -279,7 +281,7 @@ export async function generateMigrations(config: Config, options: GenerateOption
     }
     const named = await assignNamed(states, renames, drops);
     const plans: DbPlan[] = [];
-    for (const s of states) plans.push(await planDatabase(s, named.get(s.db)!));
+    for (const s of states) plans.push(await planDatabase(s, named.get(s.db)!, !!options.check));
     const written: string[] = [];
     try {
       const databases = states.map((s, i): DbGenerateResult => {
