@@ -5,12 +5,11 @@ import "reflect-metadata";
 import "../src/quiet-warnings";
 import * as fs from "fs";
 import * as path from "path";
-import { applyEnvFiles, Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scrubSecrets } from "../src/config";
+import { applyEnvFiles, backupKeepFrom, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
 import { clusterDataDir, destroyCluster, destroyClusterEverywhere, stopCluster } from "../src/postgres/local-cluster";
-import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/runner/migrator";
 import { checkMigrationName } from "../src/schema/render-migration";
 import { runMigrations, RunOptions } from "../src/commands/run";
 import { backupCommand } from "../src/commands/backup";
@@ -45,25 +44,9 @@ function oneDb(flags: Flags, command: string): DbName {
   return dbs[0];
 }
 
-function timeouts(): Timeouts {
-  const env = process.env;
-  try {
-    return {
-      lockTimeout: parseDuration(env.MIGRATION_LOCK_TIMEOUT ?? DEFAULT_TIMEOUTS.lockTimeout, "MIGRATION_LOCK_TIMEOUT"),
-      statementTimeout: parseDuration(env.MIGRATION_STATEMENT_TIMEOUT ?? DEFAULT_TIMEOUTS.statementTimeout, "MIGRATION_STATEMENT_TIMEOUT"),
-      lockRetryBudget: parseDuration(env.MIGRATION_LOCK_RETRY_BUDGET ?? DEFAULT_TIMEOUTS.lockRetryBudget, "MIGRATION_LOCK_RETRY_BUDGET"),
-    };
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
-
-function backupKeep(raw: string | undefined): number | undefined {
-  if (raw === undefined || raw === "") return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
-  return value;
-}
+const timeouts = () => timeoutsFrom(process.env);
+const deployLockWaitMs = () => lockWaitMsFrom(process.env);
+const backupKeep = (flags: Flags) => backupKeepFrom(process.env, flags.keep);
 
 /** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
 function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run"): AbortSignal {
@@ -88,7 +71,7 @@ function deployOptions(flags: Flags): DeployFlags {
     timeouts: timeouts(),
     lockTimeoutMs: deployLockWaitMs(),
     backup: !skipBackup,
-    backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
+    backupKeep: backupKeep(flags),
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
@@ -102,7 +85,7 @@ function deployOptions(flags: Flags): DeployFlags {
  */
 function progressFor(json: boolean): Progress | undefined {
   const show = json ? undefined : print.progress;
-  const killAt = Number(process.env.MIGRATION_TEST_KILL_AT ?? 0);
+  const killAt = testKillAt(process.env);
   if (!killAt) return show;
   let events = 0;
   return (event) => {
@@ -111,33 +94,8 @@ function progressFor(json: boolean): Progress | undefined {
   };
 }
 
-/**
- * A scratch database URL from a flag or its variable; a password belongs in the environment
- * (MIGRATION_SHADOW_URL, MIGRATION_SCRATCH_URL, or PGPASSWORD), never in process arguments.
- */
-function scratchDatabaseUrl(fromFlag: string | undefined, flag: string, variable: string): string | undefined {
-  if (fromFlag) {
-    let password = "";
-    try {
-      password = new URL(fromFlag).password;
-    } catch {
-      throw new UsageError(`${flag} is not a valid URL (expected postgres://user@host:5432/scratch)`);
-    }
-    if (password) throw new UsageError(`${flag} must not carry a password (other users can read process arguments): set ${variable}, or PGPASSWORD`);
-    return fromFlag;
-  }
-  return process.env[variable] || undefined;
-}
-
-const shadowUrl = (flags: Flags) => scratchDatabaseUrl(flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
-const scratchUrl = (flags: Flags) => scratchDatabaseUrl(flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
-
-function deployLockWaitMs(): number {
-  const raw = process.env.MIGRATION_LOCK_WAIT_MS;
-  const value = raw ? Number(raw) : 120_000;
-  if (!Number.isInteger(value) || value < 0) throw new UsageError("MIGRATION_LOCK_WAIT_MS must be a whole number of milliseconds");
-  return value;
-}
+const shadowUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
+const scratchUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
 
 /** `--env <name>`: `.env.<name>` then `.env`, each setting only what is still unset (the environment wins). */
 function readEnvFiles(name: string | undefined): void {
@@ -356,7 +314,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run db:backup -- --db admindb --keep 10",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
+      const keep = backupKeep(flags);
       const lockWait = deployLockWaitMs();
       const report = await backupCommand(await configure(flags), dbs, keep, progressFor(!!flags.json), lockWait, print.waiting);
       emit(flags, report, () => print.backup(report));

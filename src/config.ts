@@ -1,5 +1,6 @@
-// Environment -> validated connection settings, one per database, with passwords kept out of
-// anything printable (see `redactUrl`).
+// Every setting read from the environment, with its default (SETTINGS, mirrored by the README's
+// configuration table), and environment -> validated connection settings, one per database, with
+// passwords kept out of anything printable (see `redactUrl`).
 import * as fs from "fs";
 import * as path from "path";
 import { DATABASES, DbName } from "./databases";
@@ -8,6 +9,145 @@ import { UsageError } from "./errors";
 import { MIGRATIONS_ROOT } from "./paths";
 
 export { MIGRATIONS_ROOT };
+
+export type Env = Record<string, string | undefined>;
+
+/**
+ * One setting: its variable, its default value (as written in the environment), or `shown` when the
+ * default is not a value ("keep all"). `hidden`: for the test suite only, not in the README.
+ */
+export interface Setting {
+  variable: string;
+  default?: string;
+  shown?: string;
+  hidden?: boolean;
+}
+
+/** Every setting any part of the tool reads from the environment; the README's table lists the same. */
+export const SETTINGS = [
+  { variable: "DATABASE_URL" },
+  { variable: "AUTHDB_URL" },
+  { variable: "APIDB_URL" },
+  { variable: "ADMINDB_URL" },
+  { variable: "AUTHDB_DIRECT_URL" },
+  { variable: "APIDB_DIRECT_URL" },
+  { variable: "ADMINDB_DIRECT_URL" },
+  { variable: "DATABASE_DIRECT_URL" },
+  { variable: "AUTHDB_NAME", default: "authdb" },
+  { variable: "APIDB_NAME", default: "apidb" },
+  { variable: "ADMINDB_NAME", default: "admindb" },
+  { variable: "MIGRATION_BACKUP_DIR", default: "./backups" },
+  { variable: "MIGRATION_BACKUP_KEEP", shown: "keep all" },
+  { variable: "MIGRATION_BACKUP_COMPRESSION", default: "1" },
+  { variable: "MIGRATION_CONNECT_TIMEOUT_MS", default: "10000" },
+  { variable: "MIGRATION_LOCK_WAIT_MS", default: "120000" },
+  { variable: "MIGRATION_LOCK_DATABASE", default: "postgres" },
+  { variable: "MIGRATION_LOCK_TIMEOUT", default: "100ms" },
+  { variable: "MIGRATION_LOCK_RETRY_BUDGET", default: "5min" },
+  { variable: "MIGRATION_STATEMENT_TIMEOUT", default: "15min" },
+  { variable: "MIGRATIONS_DIR", default: "src/migrations" },
+  { variable: "MIGRATION_SHADOW_URL" },
+  { variable: "MIGRATION_SCRATCH_URL" },
+  { variable: "PGPASSWORD" },
+  { variable: "PG_BIN_DIR" },
+  { variable: "NODE_ENV" },
+  // The reliability suite kills a deploy at its n-th progress event (0: never).
+  { variable: "MIGRATION_TEST_KILL_AT", default: "0", hidden: true },
+] as const satisfies readonly Setting[];
+
+export type SettingName = (typeof SETTINGS)[number]["variable"];
+
+/** A setting's value: the environment's when set and not empty, else its default (undefined when none). */
+export function setting(env: Env, variable: SettingName): string | undefined {
+  const value = env[variable];
+  if (value !== undefined && value !== "") return value;
+  return (SETTINGS.find((s) => s.variable === variable) as Setting).default;
+}
+
+/** lock_timeout, statement_timeout and the lock-retry budget of each migration, as PostgreSQL durations. */
+export interface Timeouts {
+  /** Longest wait for a table lock in one try, e.g. "100ms" (MIGRATION_LOCK_TIMEOUT). */
+  lockTimeout: string;
+  /** Longest single statement, e.g. "15min" (MIGRATION_STATEMENT_TIMEOUT). */
+  statementTimeout: string;
+  /** How long to keep retrying a migration whose lock was not free, e.g. "5min"; "0": try once (MIGRATION_LOCK_RETRY_BUDGET). */
+  lockRetryBudget: string;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  lockTimeout: setting({}, "MIGRATION_LOCK_TIMEOUT")!,
+  statementTimeout: setting({}, "MIGRATION_STATEMENT_TIMEOUT")!,
+  lockRetryBudget: setting({}, "MIGRATION_LOCK_RETRY_BUDGET")!,
+};
+
+/** Checks a PostgreSQL duration ("5s", "500ms", "15min", "0"); these go into SET statements as they are. */
+export function parseDuration(value: string, variable: string): string {
+  if (!/^\d+\s*(ms|s|min|h|d)?$/.test(value.trim())) {
+    throw new Error(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(value)})`);
+  }
+  return value.trim();
+}
+
+/** The migrations' timeouts from the environment; a bad value is a UsageError naming the variable. */
+export function timeoutsFrom(env: Env): Timeouts {
+  const read = (variable: SettingName) => {
+    try {
+      return parseDuration(setting(env, variable)!, variable);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  };
+  return { lockTimeout: read("MIGRATION_LOCK_TIMEOUT"), statementTimeout: read("MIGRATION_STATEMENT_TIMEOUT"), lockRetryBudget: read("MIGRATION_LOCK_RETRY_BUDGET") };
+}
+
+/** How long a run waits for another run's deploy lock (MIGRATION_LOCK_WAIT_MS), in ms. */
+export function lockWaitMsFrom(env: Env): number {
+  const value = Number(setting(env, "MIGRATION_LOCK_WAIT_MS"));
+  if (!Number.isInteger(value) || value < 0) throw new UsageError("MIGRATION_LOCK_WAIT_MS must be a whole number of milliseconds");
+  return value;
+}
+
+/** How many backup runs to keep: `--keep` when given, else MIGRATION_BACKUP_KEEP; undefined keeps all. */
+export function backupKeepFrom(env: Env, flag?: string): number | undefined {
+  const raw = flag ?? setting(env, "MIGRATION_BACKUP_KEEP");
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
+  return value;
+}
+
+/**
+ * A scratch database URL from a flag or its variable; a password belongs in the environment
+ * (MIGRATION_SHADOW_URL, MIGRATION_SCRATCH_URL, or PGPASSWORD), never in process arguments.
+ */
+export function scratchDatabaseUrl(env: Env, fromFlag: string | undefined, flag: string, variable: "MIGRATION_SHADOW_URL" | "MIGRATION_SCRATCH_URL"): string | undefined {
+  if (fromFlag) {
+    let password = "";
+    try {
+      password = new URL(fromFlag).password;
+    } catch {
+      throw new UsageError(`${flag} is not a valid URL (expected postgres://user@host:5432/scratch)`);
+    }
+    if (password) throw new UsageError(`${flag} must not carry a password (other users can read process arguments): set ${variable}, or PGPASSWORD`);
+    return fromFlag;
+  }
+  return setting(env, variable);
+}
+
+/** The password for a scratch or shadow URL given without one (PGPASSWORD). */
+export function pgPassword(env: Env = process.env): string | undefined {
+  return setting(env, "PGPASSWORD");
+}
+
+/** Where the PostgreSQL programs are, when set (PG_BIN_DIR); otherwise they are searched for. */
+export function pgBinDir(env: Env = process.env): string | undefined {
+  return setting(env, "PG_BIN_DIR");
+}
+
+/** Tests only: the progress event at which a deploy SIGKILLs itself (0: never). */
+export function testKillAt(env: Env): number {
+  return Number(setting(env, "MIGRATION_TEST_KILL_AT")) || 0;
+}
 
 export interface DbTarget {
   db: DbName;
@@ -35,12 +175,10 @@ export interface Config {
   lockDatabase: string;
 }
 
-export type Env = Record<string, string | undefined>;
-
 const URL_VARS: Record<DbName, string> = { authdb: "AUTHDB_URL", apidb: "APIDB_URL", admindb: "ADMINDB_URL" };
 /** A direct URL (past a transaction pooler) for migrations; the plain URL stays the applications'. */
 const DIRECT_VARS: Record<DbName, string> = { authdb: "AUTHDB_DIRECT_URL", apidb: "APIDB_DIRECT_URL", admindb: "ADMINDB_DIRECT_URL" };
-const NAME_VARS: Record<DbName, string> = { authdb: "AUTHDB_NAME", apidb: "APIDB_NAME", admindb: "ADMINDB_NAME" };
+const NAME_VARS: Record<DbName, SettingName> = { authdb: "AUTHDB_NAME", apidb: "APIDB_NAME", admindb: "ADMINDB_NAME" };
 
 /** Replaces the password of a connection URL by `***`; leaves unparsable text without anything after `//user:`. */
 export function redactUrl(url: string): string {
@@ -90,7 +228,7 @@ function target(db: DbName, parsed: URL, database: string, source: string): DbTa
 }
 
 export function migrationsRootFrom(env: Env): string {
-  return env.MIGRATIONS_DIR ? path.resolve(env.MIGRATIONS_DIR) : MIGRATIONS_ROOT;
+  return env.MIGRATIONS_DIR ? path.resolve(env.MIGRATIONS_DIR) : MIGRATIONS_ROOT; // the default, src/migrations, of this checkout
 }
 
 /** True when the environment names no server at all. */
@@ -109,11 +247,11 @@ export interface LoadOptions {
 
 /** Reads the configuration from an environment (process.env after `.env` was applied). */
 export function loadConfig(env: Env, options: LoadOptions = {}): Config {
-  const connectTimeoutMs = positiveInt(env.MIGRATION_CONNECT_TIMEOUT_MS, "MIGRATION_CONNECT_TIMEOUT_MS", 10_000);
-  const backupDir = path.resolve(env.MIGRATION_BACKUP_DIR || "backups");
+  const connectTimeoutMs = positiveInt(setting(env, "MIGRATION_CONNECT_TIMEOUT_MS")!, "MIGRATION_CONNECT_TIMEOUT_MS");
+  const backupDir = path.resolve(setting(env, "MIGRATION_BACKUP_DIR")!);
   const migrationsDir = migrationsRootFrom(env);
-  const backupCompression = compressionLevel(env.MIGRATION_BACKUP_COMPRESSION);
-  const lockDatabase = env.MIGRATION_LOCK_DATABASE || "postgres";
+  const backupCompression = compressionLevel(setting(env, "MIGRATION_BACKUP_COMPRESSION")!);
+  const lockDatabase = setting(env, "MIGRATION_LOCK_DATABASE")!;
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -136,9 +274,9 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const own = env[ownVar];
     if (own) {
       const parsed = parsePostgresUrl(own, ownVar, db);
-      targets[db] = target(db, parsed, databaseNameOf(parsed) || env[NAME_VARS[db]] || db, ownVar);
+      targets[db] = target(db, parsed, databaseNameOf(parsed) || setting(env, NAME_VARS[db])!, ownVar);
     } else if (shared) {
-      targets[db] = target(db, shared, env[NAME_VARS[db]] || db, sharedVar);
+      targets[db] = target(db, shared, setting(env, NAME_VARS[db])!, sharedVar);
     } else {
       throw new UsageError(`no URL configured: set ${URL_VARS[db]} or DATABASE_URL`, db);
     }
@@ -156,14 +294,12 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
 }
 
 /** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
-function compressionLevel(raw: string | undefined): number {
-  if (raw === undefined || raw === "") return 1;
+function compressionLevel(raw: string): number {
   if (!/^[0-9]$/.test(raw)) throw new UsageError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
   return Number(raw);
 }
 
-function positiveInt(raw: string | undefined, variable: string, fallback: number): number {
-  if (raw === undefined || raw === "") return fallback;
+function positiveInt(raw: string, variable: string): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value <= 0) throw new UsageError(`${variable} must be a positive integer`);
   return value;
