@@ -3,9 +3,8 @@
 // Every setting and flag is checked before anything starts (the embedded server) or is written.
 import "reflect-metadata";
 import "../src/quiet-warnings";
-import * as fs from "fs";
 import * as path from "path";
-import { applyEnvFiles, backupKeepFrom, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
+import { applyEnvironment, backupKeepFrom, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -97,50 +96,37 @@ function progressFor(json: boolean): Progress | undefined {
 const shadowUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
 const scratchUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
 
-/** `--env <name>`: `.env.<name>` then `.env`, each setting only what is still unset (the environment wins). */
-function readEnvFiles(name: string | undefined): void {
-  if (name !== undefined) {
-    if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--env "${name}": expected a name like staging (reads .env.staging)`);
-    const file = path.resolve(`.env.${name}`);
-    if (!fs.existsSync(file)) throw new UsageError(`--env ${name}: ${path.basename(file)} not found in ${path.dirname(file)}`);
-    applyEnvFiles(process.env, [file, path.resolve(".env")]);
-    return;
-  }
-  applyEnvFiles(process.env, [path.resolve(".env")]);
-}
+/** Where this run's connection settings came from (set by `applyEnvironment` in main). */
+let connectionSource: ConnectionSource = {};
 
 /** The environments named by --env (several) or --all-envs (every .env.<name> file here). */
 function environmentNames(flags: Flags): string[] {
   if (!flags.allEnvs) return flags.env ?? [];
-  const names = fs.readdirSync(process.cwd())
-    .map((f) => /^\.env\.([\w.-]+)$/.exec(f)?.[1])
-    .filter((n): n is string => !!n && !/^(example|sample|template)$/.test(n))
-    .sort();
+  const names = environmentsIn(process.cwd());
   if (!names.length) throw new UsageError(`--all-envs: no .env.<name> file in ${process.cwd()}`);
   return [...new Set([...(flags.env ?? []), ...names])];
 }
 
-/** migration:show --env a --env b: each environment read on its own (never the embedded server started), one table. */
+/**
+ * migration:show --env a --env b: each environment's settings by the same rule as every command
+ * (never the embedded server); a setting that is wrong is exit 2 before anything is read, an
+ * environment that cannot be read is `unreachable` in its cells and exit 1 (0 with --allow-unreachable).
+ */
 async function showAcrossEnvironments(flags: Flags): Promise<number> {
   const dbs = selectedDbs(flags);
-  const base = { ...process.env };
   const inputs = environmentNames(flags).map((name) => {
-    const env: Record<string, string | undefined> = { ...base };
-    const file = path.resolve(`.env.${name}`);
-    if (!/^[\w.-]+$/.test(name)) return { name, error: `not an environment name (reads .env.<name>)` };
-    if (!fs.existsSync(file)) return { name, error: `${path.basename(file)} not found` };
-    // Each environment's server comes from its own files, never from this shell's variables.
-    applyEnvFiles(env, [file, path.resolve(".env")], { connectionFromEnv: false });
+    const env: Record<string, string | undefined> = { ...process.env };
+    const source = applyEnvironment(env, process.cwd(), name);
     try {
-      const config = loadConfig(env, { embeddedUrl });
-      return { name, config, server: describeServer(config) };
+      const config = loadConfig(env);
+      return { name, config, server: describeServer(config, { ...source, env: undefined }) };
     } catch (error) {
-      return { name, error: (error as MigrationError).line ?? String(error) };
+      throw error instanceof UsageError ? new UsageError(`--env ${name}: ${error.line}`) : error;
     }
   });
   const report = await showEnvironments(inputs, dbs);
   emit(flags, report, () => print.environments(report));
-  return EXIT.ok;
+  return report.environments.some((e) => e.error) && !flags.allowUnreachable ? EXIT.failed : EXIT.ok;
 }
 
 /** The configuration, starting the embedded server first when nothing is configured. */
@@ -155,7 +141,7 @@ async function configure(flags: Flags): Promise<Config> {
     }
   }
   const config = loadConfig(process.env, { embeddedUrl });
-  if (!flags.json) console.log(`${flags.env ? `env ${flags.env[0]}: ` : ""}${describeServer(config)}${created ? " (created now)" : ""}`);
+  if (!flags.json) console.log(`${describeServer(config, connectionSource)}${created ? " (created now)" : ""}`);
   return config;
 }
 
@@ -205,7 +191,7 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:show",
     summary: "per database: applied and pending migrations, the last run",
-    flags: { db: true, allEnvs: true, json: true },
+    flags: { db: true, allEnvs: true, allowUnreachable: true, json: true },
     example: "npm run migration:show -- --env staging --env production",
     async run(flags) {
       const dbs = selectedDbs(flags);
@@ -437,7 +423,7 @@ async function main(argv: string[]): Promise<number> {
   if (def.name === "migration:show" && (envs.length > 1 || parsed.flags.allEnvs)) return showAcrossEnvironments(parsed.flags);
   if (envs.length > 1) throw new UsageError(`${def.name}: --env is given once (migration:show compares several)`);
   if (parsed.flags.allEnvs) throw new UsageError(`${def.name}: --all-envs goes with migration:show`);
-  readEnvFiles(envs[0]); // then: every setting the command checks may come from .env files
+  connectionSource = applyEnvironment(process.env, process.cwd(), envs[0]); // then: every setting the command checks may come from .env files
   return def.run(parsed.flags, parsed.argument);
 }
 

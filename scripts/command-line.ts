@@ -22,6 +22,7 @@ const FLAGS = {
   scratchUrl: { syntax: "--scratch-url <url>", description: "an empty scratch database (no password)" },
   failOnPending: { syntax: "--fail-on-pending", description: "pending migrations fail the check too (exit 1)" },
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
+  allowUnreachable: { syntax: "--allow-unreachable", description: "several --env: exit 0 when one cannot be read" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
 } as const;
@@ -48,6 +49,7 @@ export interface Flags {
   keepMaintenance?: boolean;
   message?: string;
   allEnvs?: boolean;
+  allowUnreachable?: boolean;
   failOnPending?: boolean;
   fromBackup?: string;
   scratchUrl?: string;
@@ -68,7 +70,7 @@ export interface CommandDef {
 }
 
 const COMMON = [
-  { syntax: "--env <name>", description: "read .env.<name> from the working directory, then .env" },
+  { syntax: "--env <name>", description: "read .env.<name> (the server comes from it), then .env" },
   { syntax: "--verbose", description: "a stack trace for unexpected errors" },
 ];
 

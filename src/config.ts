@@ -308,46 +308,94 @@ function positiveInt(raw: string, variable: string): number {
 /** The variables that say which server and database: they come from one source, never mixed. */
 const CONNECTION_VAR = /^((DATABASE|AUTHDB|APIDB|ADMINDB)(_DIRECT)?_URL|(AUTHDB|APIDB|ADMINDB)_NAME)$/;
 
+const connectionVars = (env: Env): string[] => Object.keys(env).filter((k) => CONNECTION_VAR.test(k) && env[k]).sort();
+
+/** The environments of a directory: its `.env.<name>` files (`.env.example`, `-sample`, `-template` are not ones). */
+export function environmentsIn(dir: string): string[] {
+  return fs.readdirSync(dir)
+    .map((f) => /^\.env\.([\w.-]+)$/.exec(f)?.[1])
+    .filter((n): n is string => !!n && !/^(example|sample|template)$/.test(n))
+    .sort();
+}
+
+/** Where a command's connection settings came from: `the shell`, `.env`, `.env.<name>`, or nowhere (the embedded server). */
+export interface ConnectionSource {
+  /** The `--env` name, if one was given. */
+  env?: string;
+  /** `the shell`, `.env` or `.env.<name>`; undefined when nothing names a server. */
+  from?: string;
+  /** Why the shell's settings were used with `--env` (its file names no server). */
+  note?: string;
+}
+
+function readEnvFile(file: string): Env {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const dotenv = require("dotenv") as typeof import("dotenv");
+  return fs.existsSync(file) ? (dotenv.parse(fs.readFileSync(file)) as Env) : {};
+}
+
 /**
- * Applies env files to `env`, `files` first to last in falling precedence, `env` itself first of
- * all. Every other setting is taken from the first source that has it; the connection variables
- * (URLs, direct URLs, database names) all from the first source that has any of them, so
- * `--env production` can never send one database to the server `.env` names for development.
- * `connectionFromEnv: false` ignores connection variables already in `env` (comparing environments).
+ * Applies the settings files of `dir` to `env` (the shell's environment), by one rule for every
+ * command, single- or multi-environment:
+ * - the connection settings (URLs, direct URLs, database names) all come from one place, never
+ *   mixed. With `--env <name>`: from `.env.<name>`; if the shell names a server too, refused (either
+ *   choice could deploy where the operator did not mean, and a label printed after the fact cannot
+ *   undo that); if the file names none, from the shell (a CI job's secrets), said in the first line;
+ *   if neither does, refused (never `.env`'s development server under another name). Without
+ *   `--env`: the shell, else `.env`.
+ * - every other setting: the shell, then `.env.<name>`, then `.env`.
+ *
+ * @example applyEnvironment(process.env, process.cwd(), "staging") // { env: "staging", from: ".env.staging" }
  */
-export function applyEnvFiles(env: Env, files: string[], options: { connectionFromEnv?: boolean } = {}): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const dotenv = require("dotenv") as typeof import("dotenv");
-  const sources = files.filter((f) => fs.existsSync(f)).map((f) => dotenv.parse(fs.readFileSync(f)) as Env);
-  const ownConnection = Object.keys(env).filter((k) => CONNECTION_VAR.test(k) && env[k]);
-  if (options.connectionFromEnv === false) for (const k of ownConnection) delete env[k];
-  let connection = options.connectionFromEnv === false ? undefined : ownConnection.length ? env : undefined;
-  for (const source of sources) {
-    connection ??= Object.keys(source).some((k) => CONNECTION_VAR.test(k) && source[k]) ? source : undefined;
-    for (const [key, value] of Object.entries(source)) {
-      if (CONNECTION_VAR.test(key) ? source === connection && env[key] === undefined : env[key] === undefined) env[key] = value;
+export function applyEnvironment(env: Env, dir: string, name?: string): ConnectionSource {
+  const dotEnv = readEnvFile(path.join(dir, ".env"));
+  const shell = connectionVars(env);
+  let named: Env = {};
+  let connection: { from: string; vars: Env } | undefined;
+  let note: string | undefined;
+  if (name !== undefined) {
+    if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--env "${name}": expected a name like staging (reads .env.staging)`);
+    const file = `.env.${name}`;
+    if (!fs.existsSync(path.join(dir, file))) {
+      const found = environmentsIn(dir).map((n) => `.env.${n}`);
+      throw new UsageError(`--env ${name}: ${file} not found in ${dir} (${found.length ? `found: ${found.join(", ")}` : "no .env.<name> file there"})`);
     }
+    named = readEnvFile(path.join(dir, file));
+    const own = connectionVars(named);
+    if (own.length && shell.length) {
+      throw new UsageError(`--env ${name}: the shell sets ${shell.join(", ")} and ${file} sets ${own.join(", ")}: unset the shell's (or leave out --env), so one place says which server`);
+    }
+    if (own.length) connection = { from: file, vars: named };
+    else if (shell.length) {
+      connection = { from: "the shell", vars: env };
+      note = `${file} names no server`;
+    } else throw new UsageError(`--env ${name}: ${file} names no server (set DATABASE_URL, or AUTHDB_URL, APIDB_URL and ADMINDB_URL, in it)`);
+  } else if (shell.length) connection = { from: "the shell", vars: env };
+  else if (connectionVars(dotEnv).length) connection = { from: ".env", vars: dotEnv };
+
+  const connectionValues = connection ? Object.fromEntries(connectionVars(connection.vars).map((k) => [k, connection!.vars[k]])) : {};
+  for (const k of shell) delete env[k];
+  for (const source of [named, dotEnv]) {
+    for (const [key, value] of Object.entries(source)) if (!CONNECTION_VAR.test(key) && env[key] === undefined) env[key] = value;
   }
+  Object.assign(env, connectionValues);
+  return { ...(name !== undefined ? { env: name } : {}), ...(connection ? { from: connection.from } : {}), ...(note ? { note } : {}) };
 }
 
-/** Applies `.env` from the working directory to `env` (variables already set win). */
-export function readDotEnv(env: Env = process.env, file = path.resolve(".env")): void {
-  if (!fs.existsSync(file)) return;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const dotenv = require("dotenv") as typeof import("dotenv");
-  const parsed = dotenv.parse(fs.readFileSync(file));
-  for (const [key, value] of Object.entries(parsed)) if (env[key] === undefined) env[key] = value;
-}
-
-/** One line for the top of every command's output: which server(s) are used, passwords hidden. */
-export function describeServer(config: Config): string {
+/**
+ * One line for the top of every command's output: which server(s) are used, passwords hidden, and
+ * where that came from: `env staging: server: authdb=mig@db:5432/authdb ... (from .env.staging)`.
+ */
+export function describeServer(config: Config, source: ConnectionSource = {}): string {
+  const prefix = source.env !== undefined ? `env ${source.env}: ` : "";
+  const from = source.from ? ` (from ${source.from}${source.note ? `: ${source.note}` : ""})` : "";
   if (config.server === "embedded") {
-    return `server: embedded local PostgreSQL (${new URL(config.targets.authdb.display).host}, .pgdata/)`;
+    return `${prefix}server: embedded local PostgreSQL (${new URL(config.targets.authdb.display).host}, .pgdata/)`;
   }
   const hosts = DATABASES.map((db) => {
     const t = config.targets[db];
     const u = new URL(t.display);
     return `${db}=${u.username ? u.username + "@" : ""}${u.host}/${t.database}`;
   });
-  return `server: ${hosts.join(" ")}`;
+  return `${prefix}server: ${hosts.join(" ")}${from}`;
 }

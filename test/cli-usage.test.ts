@@ -12,7 +12,7 @@ const ROOT = path.resolve(__dirname, "..");
 const FLAGS: Record<string, string[]> = {
   "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--keep-maintenance", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
-  "migration:show": ["--db", "--all-envs", "--json"],
+  "migration:show": ["--db", "--all-envs", "--allow-unreachable", "--json"],
   "migration:lint": ["--db", "--all", "--json"],
   "migration:rehearse": ["--db", "--from-backup", "--scratch-url", "--json"],
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
@@ -100,7 +100,7 @@ describe("strict flags", () => {
   it("another command's flag is refused: migration:show --to", async () => {
     const r = await runCli(["migration:show", "--to", "Init"], env);
     expect(r.code).toBe(2);
-    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --all-envs, --json, --env, --verbose, --help)");
+    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --all-envs, --allow-unreachable, --json, --env, --verbose, --help)");
   });
 
   it("db:backup --to Init: exit 2, no backup taken, no server used", async () => {
@@ -158,7 +158,7 @@ describe("--env <name>", () => {
   it("a missing .env.<name> is exit 2 naming the file", async () => {
     const r = await runCli(["migration:show", "--env", "nosuch"], env, { cwd: tmp });
     expect(r.code).toBe(2);
-    expect(oneLineError(r.stderr)).toBe(`error: --env nosuch: .env.nosuch not found in ${fs.realpathSync(tmp)}`);
+    expect(oneLineError(r.stderr)).toBe(`error: --env nosuch: .env.nosuch not found in ${fs.realpathSync(tmp)} (no .env.<name> file there)`);
     expect(r.stdout).toBe("");
   });
 
@@ -195,7 +195,7 @@ describe("--env <name>", () => {
     write(".env.staging", [`DATABASE_URL=${DATABASE_URL}`]);
     const r = await runCli(["migration:show", "--env", "staging"], rest, { cwd: tmp });
     expect(r.code).toBe(1); // nothing listens on port 1
-    expect(r.stdout.split("\n")[0]).toBe("env staging: server: authdb=u@127.0.0.1:1/authdb apidb=u@127.0.0.1:1/apidb admindb=u@127.0.0.1:1/admindb");
+    expect(r.stdout.split("\n")[0]).toBe("env staging: server: authdb=u@127.0.0.1:1/authdb apidb=u@127.0.0.1:1/apidb admindb=u@127.0.0.1:1/admindb (from .env.staging)");
     expect(oneLineError(r.stderr)).toBe("error: authdb: cannot connect to 127.0.0.1:1: connection refused");
     const json = await runCli(["migration:show", "--env", "staging", "--json"], rest, { cwd: tmp });
     expect(json.code).toBe(1);
