@@ -205,15 +205,35 @@ export function parsePostgresUrl(url: string, variable: string, db?: DbName): UR
   let parsed: URL;
   try {
     parsed = new URL(url);
+    decodeURIComponent(parsed.username + parsed.password);
+    // `user:p@ss/word@host/db` parses, wrongly: the first `/` ends the host, the rest lands in the path.
+    if (parsed.pathname.includes("@")) throw new Error("an @ after the host");
   } catch {
-    throw new UsageError(`${variable} is not a valid URL (expected postgres://user:password@host:5432/name)`, db);
+    throw new UsageError(`${variable} is not a valid URL (expected postgres://user:password@host:5432/name)${encodingHint(url)}`, db);
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
     throw new UsageError(`${variable} must start with postgres:// or postgresql:// (got ${parsed.protocol}//)`, db);
   }
   if (!parsed.hostname) throw new UsageError(`${variable} has no host`, db);
-  if (parsed.port && !/^\d+$/.test(parsed.port)) throw new UsageError(`${variable} has an invalid port`, db);
+  if (parsed.port && !/^\d+$/.test(parsed.port)) throw new UsageError(`${variable} has an invalid port${encodingHint(url)}`, db);
   return parsed;
+}
+
+/**
+ * A hint when the part before the host (`user:password@`) holds a character a URL gives a meaning
+ * to: `@` (only the last one ends the password), `/`, `?`, `#` or a `%` not starting an escape.
+ * Says which characters, never the password.
+ */
+function encodingHint(url: string): string {
+  const m = /^[a-z]+:\/\/(.*)@[^@]*$/i.exec(url);
+  if (!m) return "";
+  const userinfo = m[1];
+  const colon = userinfo.indexOf(":");
+  const password = colon < 0 ? "" : userinfo.slice(colon + 1);
+  const found = [...new Set([...(colon < 0 ? userinfo : userinfo.slice(0, colon) + password).matchAll(/[@/?#]|%(?![0-9a-fA-F]{2})/g)].map((c) => c[0]))];
+  if (!found.length) return "";
+  const codes = found.map((c) => `${c} as ${encodeURIComponent(c)}`);
+  return `; the user or password holds ${found.join(" ")}: URL-encode it (${codes.join(", ")})`;
 }
 
 function databaseNameOf(parsed: URL): string {

@@ -12,11 +12,11 @@ function cells(line: string): string[] {
   return line.trim().replace(/^\||\|$/g, "").split(/(?<!\\)\|/).map((c) => c.trim());
 }
 
-/** The body rows of the table whose header row starts with `firstHeader` (throws when there is none). */
-export function tableRows(text: string, firstHeader: string): string[][] {
+/** The body rows of the table whose header row starts with `header` (cells; throws when there is none). */
+export function tableRows(text: string, ...header: string[]): string[][] {
   const lines = text.split("\n");
-  const start = lines.findIndex((l) => l.startsWith("|") && cells(l)[0] === firstHeader);
-  if (start < 0) throw new Error(`no table headed "${firstHeader}"`);
+  const start = lines.findIndex((l) => l.startsWith("|") && header.every((h, i) => cells(l)[i] === h));
+  if (start < 0) throw new Error(`no table headed "${header.join(" | ")}"`);
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith("|")) break;
