@@ -4,7 +4,7 @@
 import "reflect-metadata";
 import "../src/quiet-warnings";
 import * as path from "path";
-import { applyEnvironment, backupKeepFrom, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
+import { applyEnvironment, backupKeepFrom, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -168,7 +168,7 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:revert",
     summary: "undo the last deploy, or migrations of one database",
-    flags: { db: "the one database to revert (with --steps or --to)", steps: true, to: "undo everything after <name> in --db (base: everything)", dryRun: true, backup: true, keep: true, json: true },
+    flags: { db: "the one database to revert (with --steps or --to)", steps: true, to: "undo everything after <Name> in --db (base: everything)", dryRun: true, backup: true, keep: true, json: true },
     example: "npm run migration:revert -- --db apidb --steps 1",
     async run(flags) {
       let target: RevertTarget = { kind: "last-run" };
@@ -419,6 +419,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const parsed = parseCommand(def, rest); // first: a bad flag changes nothing, reads nothing
   if (!parsed) return EXIT.ok; // --help
+  if (parsed.flags.json && npmBannerOnStdout(process.env)) {
+    console.error(`note: npm printed its "> ${name}" banner on stdout before the JSON: npm run -s ${name} -- ... keeps stdout to the JSON alone`);
+  }
   const envs = parsed.flags.env ?? [];
   if (def.name === "migration:show" && (envs.length > 1 || parsed.flags.allEnvs)) return showAcrossEnvironments(parsed.flags);
   if (envs.length > 1) throw new UsageError(`${def.name}: --env is given once (migration:show compares several)`);

@@ -5,9 +5,9 @@ import { Command, CommanderError, Option } from "commander";
 import { UsageError } from "../src/errors";
 
 /** Every flag a command may take, as commander spells it, with its usual description. */
-const FLAGS = {
+export const FLAGS = {
   db: { syntax: "--db <db>", description: "only this database: authdb, apidb or admindb (repeatable)" },
-  to: { syntax: "--to <name>", description: "apply pending migrations up to and including <name>" },
+  to: { syntax: "--to <Name>", description: "apply pending migrations up to and including <Name>" },
   steps: { syntax: "--steps <n>", description: "undo the last <n> migrations of --db (default 1)" },
   dryRun: { syntax: "--dry-run", description: "print the SQL it would run, change nothing" },
   backup: { syntax: "--no-backup", description: "take no backup first (warns; not recommended)" },

@@ -51,6 +51,9 @@ export const SETTINGS = [
   { variable: "PGPASSWORD" },
   { variable: "PG_BIN_DIR" },
   { variable: "NODE_ENV" },
+  // Set by npm for the scripts it runs: whether its `> script` banner went to stdout.
+  { variable: "npm_lifecycle_event", hidden: true },
+  { variable: "npm_config_loglevel", hidden: true },
   // The reliability suite kills a deploy at its n-th progress event (0: never).
   { variable: "MIGRATION_TEST_KILL_AT", default: "0", hidden: true },
 ] as const satisfies readonly Setting[];
@@ -142,6 +145,11 @@ export function pgPassword(env: Env = process.env): string | undefined {
 /** Where the PostgreSQL programs are, when set (PG_BIN_DIR); otherwise they are searched for. */
 export function pgBinDir(env: Env = process.env): string | undefined {
   return setting(env, "PG_BIN_DIR");
+}
+
+/** Whether npm printed its `> script` banner on this command's stdout (run by npm, without -s). */
+export function npmBannerOnStdout(env: Env): boolean {
+  return !!setting(env, "npm_lifecycle_event") && setting(env, "npm_config_loglevel") !== "silent";
 }
 
 /** Tests only: the progress event at which a deploy SIGKILLs itself (0: never). */
