@@ -425,6 +425,7 @@ async function main(argv: string[]): Promise<number> {
   const envs = parsed.flags.env ?? [];
   if (def.name === "migration:show" && (envs.length > 1 || parsed.flags.allEnvs)) return showAcrossEnvironments(parsed.flags);
   if (envs.length > 1) throw new UsageError(`${def.name}: --env is given once (migration:show compares several)`);
+  if (parsed.flags.allowUnreachable) throw new UsageError(`${def.name}: --allow-unreachable goes with several --env (or --all-envs)`);
   if (parsed.flags.allEnvs) throw new UsageError(`${def.name}: --all-envs goes with migration:show`);
   connectionSource = applyEnvironment(process.env, process.cwd(), envs[0]); // then: every setting the command checks may come from .env files
   return def.run(parsed.flags, parsed.argument);

@@ -55,6 +55,9 @@ describe("environments", () => {
     const tolerated = await runCli(["migration:show", "--env", "dev", "--env", "down", "--allow-unreachable"], bare, { cwd });
     expect(tolerated.code).toBe(0);
     expect(tolerated.stdout).toContain("unreachable");
+    const alone = await runCli(["migration:show", "--env", "dev", "--allow-unreachable"], bare, { cwd });
+    expect(alone.code).toBe(2);
+    expect(alone.stderr.trim()).toBe("error: migration:show: --allow-unreachable goes with several --env (or --all-envs)");
     const allUp = await runCli(["migration:show", "--env", "dev", "--env", "staging"], bare, { cwd });
     expect(allUp.code).toBe(0);
     expect(allUp.stdout).not.toContain("unreachable");
