@@ -7,7 +7,7 @@
 import { Client } from "pg";
 import { loadConfig } from "../src/config";
 import { DATABASES, DbName } from "../src/databases";
-import { ASSUMED_COPY, assumedRate, COPY_JOBS, dumpAndRestore, estimateCopyMs, sizeText, vacuumAnalyze } from "../src/deploy/rehearsal-copy";
+import { ASSUMED_COPY, assumedRate, COPY_JOBS, dumpAndRestore, estimateCopyMs, sizeText, vacuumAnalyze } from "../src/rehearsal/copy";
 import { findPgTool } from "../src/postgres/client-programs";
 import { CLI, envFor, libpqEnv, median, report, runBench, seedLoad, sql, timed, uniqueNames, urlFor } from "./support";
 import type { TestServer } from "../test/support/server";

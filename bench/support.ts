@@ -3,6 +3,7 @@
 // same run, on the same server, interleaved with our command.
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
+import * as fs from "fs";
 import * as path from "path";
 import { Client } from "pg";
 import { DATABASES, DbName } from "../src/databases";
@@ -17,6 +18,13 @@ export const CLI = path.join(ROOT, "bin", "migrate.js");
  * benchmark that must be alone on its server), stops the server after, exits 1 on an error.
  */
 export function runBench(body: (server: TestServer) => Promise<void>, options: { ownServer?: boolean } = {}): void {
+  const args = process.argv.slice(2);
+  if (args.length) {
+    const help = args.length === 1 && (args[0] === "--help" || args[0] === "-h");
+    (help ? process.stdout : process.stderr).write(help ? benchUsage() : `error: unexpected arguments: ${args.join(" ")}\n${benchUsage()}`);
+    process.exitCode = help ? 0 : 2;
+    return;
+  }
   (async () => {
     if (options.ownServer) delete process.env.TEST_DATABASE_URL;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -32,6 +40,20 @@ export function runBench(body: (server: TestServer) => Promise<void>, options: {
     console.error(e);
     process.exit(1);
   });
+}
+
+/**
+ * `--help` of the running benchmark, from its own file: the npm script that runs it, its opening
+ * comment (what it measures, against what), and the BENCH_* variables it reads with their defaults.
+ */
+export function benchUsage(file = require.main?.filename ?? process.argv[1]): string {
+  const relative = path.relative(ROOT, file).split(path.sep).join("/");
+  const scripts: Record<string, string> = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts;
+  const script = Object.keys(scripts).find((k) => k.startsWith("bench:") && scripts[k].endsWith(relative)) ?? relative;
+  const text = fs.readFileSync(file, "utf8");
+  const about = text.split("\n").filter((l, i, all) => l.startsWith("//") && all.slice(0, i).every((p) => p.startsWith("//"))).map((l) => l.replace(/^\/\/ ?/, "  "));
+  const variables = [...text.matchAll(/process\.env\.(\w+) \?\? ([^);]+)[);]/g)].map((m) => `  ${m[1]} (default ${m[2].trim()})`);
+  return [`Usage: npm run ${script}`, "", ...about, "", "Environment:", ...(variables.length ? variables : ["  (none)"]), ""].join("\n") + "\n";
 }
 
 /** libpq environment (password included) for the client programs, on `database` of the server. */

@@ -3,14 +3,12 @@
 // Every setting and flag is checked before anything starts (the embedded server) or is written.
 import "reflect-metadata";
 import "../src/quiet-warnings";
-import * as fs from "fs";
 import * as path from "path";
-import { applyEnvFiles, Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scrubSecrets } from "../src/config";
+import { applyEnvironment, backupKeepFrom, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
 import { clusterDataDir, destroyCluster, destroyClusterEverywhere, stopCluster } from "../src/postgres/local-cluster";
-import { DEFAULT_TIMEOUTS, parseDuration, Timeouts } from "../src/runner/migrator";
 import { checkMigrationName } from "../src/schema/render-migration";
 import { runMigrations, RunOptions } from "../src/commands/run";
 import { backupCommand } from "../src/commands/backup";
@@ -45,25 +43,9 @@ function oneDb(flags: Flags, command: string): DbName {
   return dbs[0];
 }
 
-function timeouts(): Timeouts {
-  const env = process.env;
-  try {
-    return {
-      lockTimeout: parseDuration(env.MIGRATION_LOCK_TIMEOUT ?? DEFAULT_TIMEOUTS.lockTimeout, "MIGRATION_LOCK_TIMEOUT"),
-      statementTimeout: parseDuration(env.MIGRATION_STATEMENT_TIMEOUT ?? DEFAULT_TIMEOUTS.statementTimeout, "MIGRATION_STATEMENT_TIMEOUT"),
-      lockRetryBudget: parseDuration(env.MIGRATION_LOCK_RETRY_BUDGET ?? DEFAULT_TIMEOUTS.lockRetryBudget, "MIGRATION_LOCK_RETRY_BUDGET"),
-    };
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
-
-function backupKeep(raw: string | undefined): number | undefined {
-  if (raw === undefined || raw === "") return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
-  return value;
-}
+const timeouts = () => timeoutsFrom(process.env);
+const deployLockWaitMs = () => lockWaitMsFrom(process.env);
+const backupKeep = (flags: Flags) => backupKeepFrom(process.env, flags.keep);
 
 /** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
 function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run"): AbortSignal {
@@ -88,7 +70,7 @@ function deployOptions(flags: Flags): DeployFlags {
     timeouts: timeouts(),
     lockTimeoutMs: deployLockWaitMs(),
     backup: !skipBackup,
-    backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
+    backupKeep: backupKeep(flags),
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
@@ -103,7 +85,7 @@ function deployOptions(flags: Flags): DeployFlags {
  */
 function progressFor(json: boolean): Progress | undefined {
   const show = json ? undefined : print.progress;
-  const killAt = Number(process.env.MIGRATION_TEST_KILL_AT ?? 0);
+  const killAt = testKillAt(process.env);
   if (!killAt) return show;
   let events = 0;
   return (event) => {
@@ -112,78 +94,40 @@ function progressFor(json: boolean): Progress | undefined {
   };
 }
 
-/**
- * A scratch database URL from a flag or its variable; a password belongs in the environment
- * (MIGRATION_SHADOW_URL, MIGRATION_SCRATCH_URL, or PGPASSWORD), never in process arguments.
- */
-function scratchDatabaseUrl(fromFlag: string | undefined, flag: string, variable: string): string | undefined {
-  if (fromFlag) {
-    let password = "";
-    try {
-      password = new URL(fromFlag).password;
-    } catch {
-      throw new UsageError(`${flag} is not a valid URL (expected postgres://user@host:5432/scratch)`);
-    }
-    if (password) throw new UsageError(`${flag} must not carry a password (other users can read process arguments): set ${variable}, or PGPASSWORD`);
-    return fromFlag;
-  }
-  return process.env[variable] || undefined;
-}
+const shadowUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
+const scratchUrl = (flags: Flags) => scratchDatabaseUrl(process.env, flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
 
-const shadowUrl = (flags: Flags) => scratchDatabaseUrl(flags.shadowUrl, "--shadow-url", "MIGRATION_SHADOW_URL");
-const scratchUrl = (flags: Flags) => scratchDatabaseUrl(flags.scratchUrl, "--scratch-url", "MIGRATION_SCRATCH_URL");
-
-function deployLockWaitMs(): number {
-  const raw = process.env.MIGRATION_LOCK_WAIT_MS;
-  const value = raw ? Number(raw) : 120_000;
-  if (!Number.isInteger(value) || value < 0) throw new UsageError("MIGRATION_LOCK_WAIT_MS must be a whole number of milliseconds");
-  return value;
-}
-
-/** `--env <name>`: `.env.<name>` then `.env`, each setting only what is still unset (the environment wins). */
-function readEnvFiles(name: string | undefined): void {
-  if (name !== undefined) {
-    if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--env "${name}": expected a name like staging (reads .env.staging)`);
-    const file = path.resolve(`.env.${name}`);
-    if (!fs.existsSync(file)) throw new UsageError(`--env ${name}: ${path.basename(file)} not found in ${path.dirname(file)}`);
-    applyEnvFiles(process.env, [file, path.resolve(".env")]);
-    return;
-  }
-  applyEnvFiles(process.env, [path.resolve(".env")]);
-}
+/** Where this run's connection settings came from (set by `applyEnvironment` in main). */
+let connectionSource: ConnectionSource = {};
 
 /** The environments named by --env (several) or --all-envs (every .env.<name> file here). */
 function environmentNames(flags: Flags): string[] {
   if (!flags.allEnvs) return flags.env ?? [];
-  const names = fs.readdirSync(process.cwd())
-    .map((f) => /^\.env\.([\w.-]+)$/.exec(f)?.[1])
-    .filter((n): n is string => !!n && !/^(example|sample|template)$/.test(n))
-    .sort();
+  const names = environmentsIn(process.cwd());
   if (!names.length) throw new UsageError(`--all-envs: no .env.<name> file in ${process.cwd()}`);
   return [...new Set([...(flags.env ?? []), ...names])];
 }
 
-/** migration:show --env a --env b: each environment read on its own (never the embedded server started), one table. */
+/**
+ * migration:show --env a --env b: each environment's settings by the same rule as every command
+ * (never the embedded server); a setting that is wrong is exit 2 before anything is read, an
+ * environment that cannot be read is `unreachable` in its cells and exit 1 (0 with --allow-unreachable).
+ */
 async function showAcrossEnvironments(flags: Flags): Promise<number> {
   const dbs = selectedDbs(flags);
-  const base = { ...process.env };
   const inputs = environmentNames(flags).map((name) => {
-    const env: Record<string, string | undefined> = { ...base };
-    const file = path.resolve(`.env.${name}`);
-    if (!/^[\w.-]+$/.test(name)) return { name, error: `not an environment name (reads .env.<name>)` };
-    if (!fs.existsSync(file)) return { name, error: `${path.basename(file)} not found` };
-    // Each environment's server comes from its own files, never from this shell's variables.
-    applyEnvFiles(env, [file, path.resolve(".env")], { connectionFromEnv: false });
+    const env: Record<string, string | undefined> = { ...process.env };
+    const source = applyEnvironment(env, process.cwd(), name);
     try {
-      const config = loadConfig(env, { embeddedUrl });
-      return { name, config, server: describeServer(config) };
+      const config = loadConfig(env);
+      return { name, config, server: describeServer(config, { ...source, env: undefined }) };
     } catch (error) {
-      return { name, error: (error as MigrationError).line ?? String(error) };
+      throw error instanceof UsageError ? new UsageError(`--env ${name}: ${error.line}`) : error;
     }
   });
   const report = await showEnvironments(inputs, dbs);
   emit(flags, report, () => print.environments(report));
-  return EXIT.ok;
+  return report.environments.some((e) => e.error) && !flags.allowUnreachable ? EXIT.failed : EXIT.ok;
 }
 
 /** The configuration, starting the embedded server first when nothing is configured. */
@@ -198,7 +142,7 @@ async function configure(flags: Flags): Promise<Config> {
     }
   }
   const config = loadConfig(process.env, { embeddedUrl });
-  if (!flags.json) console.log(`${flags.env ? `env ${flags.env[0]}: ` : ""}${describeServer(config)}${created ? " (created now)" : ""}`);
+  if (!flags.json) console.log(`${describeServer(config, connectionSource)}${created ? " (created now)" : ""}`);
   return config;
 }
 
@@ -225,7 +169,7 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:revert",
     summary: "undo the last deploy, or migrations of one database",
-    flags: { db: "the one database to revert (with --steps or --to)", steps: true, to: "undo everything after <name> in --db (base: everything)", dryRun: true, backup: true, keep: true, json: true },
+    flags: { db: "the one database to revert (with --steps or --to)", steps: true, to: "undo everything after <Name> in --db (base: everything)", dryRun: true, backup: true, keep: true, json: true },
     example: "npm run migration:revert -- --db apidb --steps 1",
     async run(flags) {
       let target: RevertTarget = { kind: "last-run" };
@@ -248,7 +192,7 @@ const COMMANDS: CommandDef[] = [
   {
     name: "migration:show",
     summary: "per database: applied and pending migrations, the last run",
-    flags: { db: true, allEnvs: true, json: true },
+    flags: { db: true, allEnvs: true, allowUnreachable: true, json: true },
     example: "npm run migration:show -- --env staging --env production",
     async run(flags) {
       const dbs = selectedDbs(flags);
@@ -357,7 +301,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run db:backup -- --db admindb --keep 10",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
+      const keep = backupKeep(flags);
       const lockWait = deployLockWaitMs();
       const report = await backupCommand(await configure(flags), dbs, keep, progressFor(!!flags.json), lockWait, print.waiting);
       emit(flags, report, () => print.backup(report));
@@ -476,11 +420,15 @@ async function main(argv: string[]): Promise<number> {
   }
   const parsed = parseCommand(def, rest); // first: a bad flag changes nothing, reads nothing
   if (!parsed) return EXIT.ok; // --help
+  if (parsed.flags.json && npmBannerOnStdout(process.env)) {
+    console.error(`note: npm printed its "> ${name}" banner on stdout before the JSON: npm run -s ${name} -- ... keeps stdout to the JSON alone`);
+  }
   const envs = parsed.flags.env ?? [];
   if (def.name === "migration:show" && (envs.length > 1 || parsed.flags.allEnvs)) return showAcrossEnvironments(parsed.flags);
   if (envs.length > 1) throw new UsageError(`${def.name}: --env is given once (migration:show compares several)`);
+  if (parsed.flags.allowUnreachable) throw new UsageError(`${def.name}: --allow-unreachable goes with several --env (or --all-envs)`);
   if (parsed.flags.allEnvs) throw new UsageError(`${def.name}: --all-envs goes with migration:show`);
-  readEnvFiles(envs[0]); // then: every setting the command checks may come from .env files
+  connectionSource = applyEnvironment(process.env, process.cwd(), envs[0]); // then: every setting the command checks may come from .env files
   return def.run(parsed.flags, parsed.argument);
 }
 

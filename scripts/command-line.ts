@@ -5,9 +5,9 @@ import { Command, CommanderError, Option } from "commander";
 import { UsageError } from "../src/errors";
 
 /** Every flag a command may take, as commander spells it, with its usual description. */
-const FLAGS = {
+export const FLAGS = {
   db: { syntax: "--db <db>", description: "only this database: authdb, apidb or admindb (repeatable)" },
-  to: { syntax: "--to <name>", description: "apply pending migrations up to and including <name>" },
+  to: { syntax: "--to <Name>", description: "apply pending migrations up to and including <Name>" },
   steps: { syntax: "--steps <n>", description: "undo the last <n> migrations of --db (default 1)" },
   dryRun: { syntax: "--dry-run", description: "print the SQL it would run, change nothing" },
   backup: { syntax: "--no-backup", description: "take no backup first (warns; not recommended)" },
@@ -22,6 +22,7 @@ const FLAGS = {
   scratchUrl: { syntax: "--scratch-url <url>", description: "an empty scratch database (no password)" },
   failOnPending: { syntax: "--fail-on-pending", description: "pending migrations fail the check too (exit 1)" },
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
+  allowUnreachable: { syntax: "--allow-unreachable", description: "several --env: exit 0 when one cannot be read" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
   rename: { syntax: "--rename <spec>", description: "rename, values kept: t.old=new or old=new (repeatable)" },
@@ -53,6 +54,7 @@ export interface Flags {
   keepMaintenance?: boolean;
   message?: string;
   allEnvs?: boolean;
+  allowUnreachable?: boolean;
   failOnPending?: boolean;
   fromBackup?: string;
   scratchUrl?: string;
@@ -75,7 +77,7 @@ export interface CommandDef {
 }
 
 const COMMON = [
-  { syntax: "--env <name>", description: "read .env.<name> from the working directory, then .env" },
+  { syntax: "--env <name>", description: "read .env.<name> (the server comes from it), then .env" },
   { syntax: "--verbose", description: "a stack trace for unexpected errors" },
 ];
 

@@ -1,9 +1,9 @@
 // Human output of migration:rehearse: per database the copy, then each migration in each phase with
 // its statements (time, lock), rewrites and rows; a table of the migrations; failures on stderr.
 import type { RehearseReport } from "../src/commands/rehearse";
-import type { DbRehearsal, MigrationRehearsal } from "../src/deploy/rehearsal";
-import { lockBlocks, lockStrength } from "../src/deploy/rehearsal-locks";
-import type { StatementLock } from "../src/deploy/rehearsal-probe";
+import type { DbRehearsal, MigrationRehearsal } from "../src/rehearsal/rehearsal";
+import { lockBlocks, lockStrength } from "../src/rehearsal/locks";
+import type { StatementLock } from "../src/rehearsal/probe";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n < 10 ? n.toFixed(1) : Math.round(n)} ms`);
 

@@ -64,10 +64,10 @@ export function lockRetry(event: { db: string; migration: string; attempt: numbe
 /** Migrations (rows, timeline order) against environments (columns). */
 export function environments(report: EnvironmentsReport): void {
   for (const e of report.environments) console.log(`${e.name}: ${e.error ? `cannot be read: ${e.error}` : e.server}`);
-  const cell = (env: EnvironmentsReport["environments"][number], c: EnvironmentCell | undefined) =>
-    env.error ? "?" : !c ? "-" : c.state === "applied" ? `applied ${c.at?.slice(0, 10) ?? ""}`.trim() : c.state === "pending" ? "pending" : c.state.toUpperCase();
+  const cell = (c: EnvironmentCell | undefined) =>
+    !c ? "-" : c.state === "unreachable" ? "unreachable" : c.state === "applied" ? `applied ${c.at?.slice(0, 10) ?? ""}`.trim() : c.state === "pending" ? "pending" : c.state.toUpperCase();
   table(["migration", "database", ...report.environments.map((e) => e.name)],
-    report.migrations.map((m) => [m.name, m.db, ...report.environments.map((e) => cell(e, m.cells[e.name]))]));
+    report.migrations.map((m) => [m.name, m.db, ...report.environments.map((e) => cell(m.cells[e.name]))]));
 }
 
 export function maintenance(report: MaintenanceReport): void {

@@ -12,7 +12,7 @@ const ROOT = path.resolve(__dirname, "..");
 const FLAGS: Record<string, string[]> = {
   "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--keep-maintenance", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
-  "migration:show": ["--db", "--all-envs", "--json"],
+  "migration:show": ["--db", "--all-envs", "--allow-unreachable", "--json"],
   "migration:lint": ["--db", "--all", "--json"],
   "migration:rehearse": ["--db", "--from-backup", "--scratch-url", "--json"],
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
@@ -109,7 +109,7 @@ describe("strict flags", () => {
   it("another command's flag is refused: migration:show --to", async () => {
     const r = await runCli(["migration:show", "--to", "Init"], env);
     expect(r.code).toBe(2);
-    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --all-envs, --json, --env, --verbose, --help)");
+    expect(oneLineError(r.stderr)).toBe("error: migration:show: unknown option --to (valid: --db, --all-envs, --allow-unreachable, --json, --env, --verbose, --help)");
   });
 
   it("db:backup --to Init: exit 2, no backup taken, no server used", async () => {
@@ -167,7 +167,7 @@ describe("--env <name>", () => {
   it("a missing .env.<name> is exit 2 naming the file", async () => {
     const r = await runCli(["migration:show", "--env", "nosuch"], env, { cwd: tmp });
     expect(r.code).toBe(2);
-    expect(oneLineError(r.stderr)).toBe(`error: --env nosuch: .env.nosuch not found in ${fs.realpathSync(tmp)}`);
+    expect(oneLineError(r.stderr)).toBe(`error: --env nosuch: .env.nosuch not found in ${fs.realpathSync(tmp)} (no .env.<name> file there)`);
     expect(r.stdout).toBe("");
   });
 
@@ -204,7 +204,7 @@ describe("--env <name>", () => {
     write(".env.staging", [`DATABASE_URL=${DATABASE_URL}`]);
     const r = await runCli(["migration:show", "--env", "staging"], rest, { cwd: tmp });
     expect(r.code).toBe(1); // nothing listens on port 1
-    expect(r.stdout.split("\n")[0]).toBe("env staging: server: authdb=u@127.0.0.1:1/authdb apidb=u@127.0.0.1:1/apidb admindb=u@127.0.0.1:1/admindb");
+    expect(r.stdout.split("\n")[0]).toBe("env staging: server: authdb=u@127.0.0.1:1/authdb apidb=u@127.0.0.1:1/apidb admindb=u@127.0.0.1:1/admindb (from .env.staging)");
     expect(oneLineError(r.stderr)).toBe("error: authdb: cannot connect to 127.0.0.1:1: connection refused");
     const json = await runCli(["migration:show", "--env", "staging", "--json"], rest, { cwd: tmp });
     expect(json.code).toBe(1);
@@ -214,10 +214,46 @@ describe("--env <name>", () => {
 });
 
 describe("through npm", () => {
-  it("npm run prints no `> pkg@version script` banner on stdout (the project .npmrc)", () => {
-    const r = spawnSync("npm", ["run", "migration:create", "--", "--help"], { cwd: ROOT, env: cliEnv({}), encoding: "utf8" });
+  const npm = (args: string[]) => spawnSync("npm", args, { cwd: ROOT, env: cliEnv({}), encoding: "utf8" });
+
+  it("npm run -s prints no `> pkg@version script` banner on stdout", () => {
+    const r = npm(["run", "-s", "migration:create", "--", "--help"]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^Usage: npm run migration:create -- /);
     expect(r.stdout).not.toMatch(/^> /m);
   });
+
+  it("npm's own messages are not silenced: a misspelt script says so, with the closest names", () => {
+    const r = npm(["run", "migraton:run"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('Missing script: "migraton:run"');
+    expect(r.stderr).toContain("npm run migration:run");
+  });
+
+  it("--json through npm: with -s stdout is the JSON alone; without, the command says how on stderr", () => {
+    const quiet = npm(["run", "-s", "schema:docs", "--", "--check", "--json"]);
+    expect(JSON.parse(quiet.stdout)).toMatchObject({ command: "schema:docs" });
+    expect(quiet.stderr).toBe("");
+    const loud = npm(["run", "schema:docs", "--", "--check", "--json"]);
+    expect(loud.stdout).toMatch(/^\s*> ai-micro-migrations@[\d.]+ schema:docs\n/);
+    expect(JSON.parse(loud.stdout.slice(loud.stdout.indexOf("{")))).toMatchObject({ command: "schema:docs" });
+    expect(loud.stderr.trim()).toBe('note: npm printed its "> schema:docs" banner on stdout before the JSON: npm run -s schema:docs -- ... keeps stdout to the JSON alone');
+  });
+
+  const benches = Object.keys(JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts).filter((k) => k.startsWith("bench:"));
+  it.each(benches)("npm run %s -- --help: what it measures and its settings, nothing run; another argument is exit 2", (script) => {
+    const r = npm(["run", "-s", script, "--", "--help"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const [usage, blank, ...rest] = r.stdout.split("\n");
+    expect(usage).toBe(`Usage: npm run ${script}`);
+    expect(blank).toBe("");
+    expect(rest[0]).toMatch(/^ {2}\S/); // the benchmark's own description
+    // Only the help: a run would print its server and its figures after it.
+    expect(r.stdout).not.toMatch(/^server: /m);
+    expect(r.stdout.trimEnd().split("\n").slice(-1)[0]).toMatch(/^ {2}(BENCH_\w+|PGBENCH) \(default .+\)$|^ {2}\(none\)$/);
+    const bad = npm(["run", "-s", script, "--", "--frobnicate"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.split("\n")[0]).toBe("error: unexpected arguments: --frobnicate");
+  }, 120_000);
 });

@@ -46,14 +46,39 @@ describe("bad input", () => {
     expect(r.stdout + r.stderr).not.toContain("topsecret");
   });
 
-  it("wrong password: exit 1, names the database, hides the password, creates nothing", async () => {
+  it("wrong password: exit 2 (configuration, as the README says), names the database, hides the password, creates nothing", async () => {
     const bad = new URL(dbs.env.APIDB_URL);
     bad.password = "wrong-pass-123";
     const r = await runCli(["migration:run"], { ...dbs.env, APIDB_URL: bad.toString() });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(oneLineError(r.stderr)).toBe(`error: apidb: password authentication failed for user "${bad.username}"`);
     expect(r.stdout + r.stderr).not.toContain("wrong-pass-123");
     for (const db of DATABASES) expect(await databaseExists(dbs.names[db])).toBe(false);
+  });
+
+  it("an unknown role: exit 2 too", async () => {
+    const bad = new URL(dbs.env.APIDB_URL);
+    bad.username = "no_such_role_16";
+    const r = await runCli(["migration:show", "--db", "apidb"], { ...dbs.env, APIDB_URL: bad.toString() });
+    expect(r.code).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/^error: apidb: (password authentication failed for user|role) "no_such_role_16"/);
+  });
+
+  it("a password with an unencoded / or @ and /: exit 2 with a hint to URL-encode it, never the password", async () => {
+    const u = new URL(dbs.env.APIDB_URL);
+    for (const password of ["pa/ss-word-9", "p@ss/word-9"]) {
+      const raw = `postgres://${u.username}:${password}@${u.host}/apidb`;
+      const r = await runCli(["migration:run"], { ...dbs.env, APIDB_URL: raw });
+      expect(r.code).toBe(2);
+      const line = oneLineError(r.stderr);
+      expect(line).toMatch(/^error: apidb: APIDB_URL is not a valid URL \(expected postgres:\/\/user:password@host:5432\/name\); the user or password holds .*\/.*: URL-encode it \(.*\/ as %2F\)$/);
+      if (password.includes("@")) expect(line).toContain("@ as %40");
+      expect(line).not.toContain("ss-word");
+      expect(line).not.toContain("word-9");
+    }
+    // Encoded, the same password works.
+    const encoded = `postgres://${u.username}:${encodeURIComponent(decodeURIComponent(u.password))}@${u.host}/${dbs.names.apidb}`;
+    expect((await runCli(["migration:show", "--db", "apidb"], { ...dbs.env, APIDB_URL: encoded })).code).not.toBe(2);
   });
 
   it("unreachable host: exit 1, names the database and the address", async () => {

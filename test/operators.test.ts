@@ -52,6 +52,20 @@ describe("the maintenance window", () => {
     expect(await maintenanceValue(dbs.names.admindb)).toMatchObject({ enabled: true });
     await runCli(["db:maintenance", "off"], dbs.env);
   });
+
+  it("--keep-maintenance keeps the message the operator set with db:maintenance on --message (the old manual's procedure)", async () => {
+    expect((await runCli(["migration:revert", "--db", "authdb", "--to", "Init"], dbs.env)).code).toBe(0);
+    expect((await runCli(["db:maintenance", "on", "--message", "Upgrading, back at 10:30"], dbs.env)).code).toBe(0);
+    const kept = await runCli(["migration:run", "--keep-maintenance"], dbs.env);
+    expect(kept.code).toBe(0);
+    expect(kept.stdout).toContain("maintenance mode is kept ON (--keep-maintenance)");
+    expect(await maintenanceValue(dbs.names.admindb)).toEqual({ enabled: true, message: "Upgrading, back at 10:30" });
+    const status = JSON.parse((await runCli(["db:maintenance", "status", "--json"], dbs.env)).stdout);
+    expect(status.after).toMatchObject({ enabled: true, message: "Upgrading, back at 10:30" });
+    expect(status.after.run).toBeUndefined();
+    expect((await runCli(["db:maintenance", "off"], dbs.env)).code).toBe(0);
+    expect(await maintenanceValue(dbs.names.admindb)).toMatchObject({ enabled: false });
+  });
 });
 
 describe("--to by the name given to generate", () => {

@@ -263,7 +263,7 @@ describe("bad input: one line, non-zero exit, no stack trace, no password, nothi
     { name: "not a postgres URL", args: ["migration:run"], env: { AUTHDB_URL: `mysql://u:${password}@127.0.0.1/x` }, exit: 2, line: /^error: authdb: AUTHDB_URL must start with postgres:\/\// },
     { name: "two names for one database", args: ["migration:run"], env: { APIDB_URL: fresh.env.AUTHDB_URL }, exit: 2, line: /^error: apidb: is configured as the same database as authdb/ },
     { name: "production without configuration", args: ["migration:run"], env: { AUTHDB_URL: "", APIDB_URL: "", ADMINDB_URL: "", NODE_ENV: "production" }, exit: 2, line: /^error: no database configured/ },
-    { name: "wrong password", args: ["migration:run"], env: { APIDB_URL: fresh.env.APIDB_URL.replace(`:${encodeURIComponent(password)}@`, ":wrong-pass-123@") }, exit: 1, line: /^error: apidb: password authentication failed/ },
+    { name: "wrong password", args: ["migration:run"], env: { APIDB_URL: fresh.env.APIDB_URL.replace(`:${encodeURIComponent(password)}@`, ":wrong-pass-123@") }, exit: 2, line: /^error: apidb: password authentication failed/ },
     { name: "unreachable server", args: ["migration:run"], env: { ADMINDB_URL: `postgres://u:${password}@127.0.0.1:1/x` }, exit: 1, line: /^error: admindb: cannot connect to 127\.0\.0\.1:1: connection refused/ },
     { name: "invalid backup compression", args: ["migration:run"], env: { MIGRATION_BACKUP_COMPRESSION: "11" }, exit: 2, line: /^error: MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9/ },
     { name: "invalid lock timeout", args: ["migration:run"], env: { MIGRATION_LOCK_TIMEOUT: "forever" }, exit: 2, line: /^error: MIGRATION_LOCK_TIMEOUT must be a duration/ },

@@ -139,10 +139,11 @@ describe(".env.example: `cp .env.example .env` points the tool at the compose se
     }
   });
 
-  it("is committed while .env stays ignored", () => {
-    const ignored = read(".gitignore").split("\n").map((l) => l.trim());
-    expect(ignored).toContain(".env");
-    expect(ignored.filter((l) => l.startsWith(".env") && l !== ".env")).toEqual([]);
+  it("is committed while .env and every .env.<name> (passwords) stay ignored, by git itself", () => {
+    const ignored = (file: string) => spawnSync("git", ["check-ignore", "--no-index", "-q", file], { cwd: ROOT }).status === 0;
+    expect([".env", ".env.staging", ".env.production", ".env.local"].filter((f) => !ignored(f))).toEqual([]);
+    expect(ignored(".env.example")).toBe(false);
+    expect(spawnSync("git", ["ls-files", "--error-unmatch", ".env.example"], { cwd: ROOT }).status).toBe(0);
   });
 });
 

@@ -1,13 +1,14 @@
 // migration:show across environments (--env dev --env staging --env production, or --all-envs):
 // one table of every migration, in timeline order across the three databases, against every
 // environment: applied (when), pending, edited since it was applied, or applied but its file is
-// missing here. An environment that cannot be read is a column that says why, not a failure.
+// missing here. An environment that cannot be read says why in its header line and `unreachable`
+// in its cells; the CLI fails on it unless told to tolerate it.
 import type { Config } from "../config";
 import { DATABASES, DbName } from "../databases";
 import { closeStates, DbState, readStates } from "../deploy/plan";
 import { MigrationError } from "../errors";
 
-export type CellState = "applied" | "pending" | "edited" | "missing";
+export type CellState = "applied" | "pending" | "edited" | "missing" | "unreachable";
 
 export interface EnvironmentCell {
   state: CellState;
@@ -19,7 +20,7 @@ export interface EnvironmentColumn {
   name: string;
   /** `server: ...` line of that environment, passwords hidden. */
   server?: string;
-  /** Why it could not be read (then its cells are absent). */
+  /** Why it could not be read (then every cell of it is `unreachable`). */
   error?: string;
 }
 
@@ -86,6 +87,8 @@ export async function showEnvironments(inputs: EnvironmentInput[], dbs: DbName[]
       }
     }
   }
+  // Rows come from the files and the environments that were read: an unreachable one fills its cell in each.
+  for (const { input, error } of read) if (error) for (const row of rows.values()) row.cells[input.name] = { state: "unreachable" };
   const migrations = [...rows.values()].sort((a, b) => a.timestamp - b.timestamp || DATABASES.indexOf(a.db) - DATABASES.indexOf(b.db));
   return { command: "show-environments", environments: columns, migrations };
 }

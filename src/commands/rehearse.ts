@@ -11,9 +11,9 @@ import { parsePostgresUrl, type Config } from "../config";
 import { DATABASES, type DbName } from "../databases";
 import { UsageError } from "../errors";
 import { checkPlan, closeStates, readStates } from "../deploy/plan";
-import { DbRehearsal, rehearseDatabase, RehearsalContext, RehearsalFailure, RehearsalInput } from "../deploy/rehearsal";
-import { assumedRate, COPY_JOBS } from "../deploy/rehearsal-copy";
-import { removeLeftovers } from "../deploy/rehearsal-scratch";
+import { DbRehearsal, rehearseDatabase, RehearsalContext, RehearsalFailure, RehearsalInput } from "../rehearsal/rehearsal";
+import { assumedRate, COPY_JOBS } from "../rehearsal/copy";
+import { removeLeftovers } from "../rehearsal/scratch";
 import { newRunId } from "../run-id";
 import type { Timeouts } from "../runner/migrator";
 

@@ -21,6 +21,15 @@ export interface SavedSetting {
   updated_at: string;
 }
 
+/** Whether a saved setting had maintenance on (an operator's window, with their message). */
+export function wasOn(saved: SavedSetting): boolean {
+  try {
+    return (JSON.parse(saved.value) as { enabled?: unknown })?.enabled === true;
+  } catch {
+    return false;
+  }
+}
+
 function isOurs(value: unknown): value is OurValue {
   return typeof value === "object" && value !== null && "migration_run" in value && "previous" in value;
 }

@@ -7,7 +7,7 @@ import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { ensureBookkeeping, readApplied } from "../runner/history";
-import { enableMaintenance, MAINTENANCE_MESSAGE, markUndoFailed, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance, setMaintenance } from "./maintenance";
+import { enableMaintenance, MAINTENANCE_MESSAGE, markUndoFailed, recordSchemaVersion, repairStaleMaintenance, restoreMaintenance, setMaintenance, wasOn } from "./maintenance";
 import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
@@ -37,16 +37,18 @@ export interface DeployOptions {
   signal?: AbortSignal;
 }
 
+/** A failed run, every field always present (null when it does not apply), as the README's JSON table lists them. */
 export interface DeployFailure {
   db: DbName;
-  migration?: string;
+  /** The migration that failed; null when the run stopped between migrations. */
+  migration: string | null;
   message: string;
   /** Steps of this run undone because of the failure, in the order they were undone. */
   undone: Array<{ db: DbName; name: string; direction: "up" | "down" }>;
   /** Set when undoing failed too: the databases are not back where they were. */
-  undoFailed?: string;
-  /** How to put the databases back from the backup taken before the run. */
-  restoreCommand?: string;
+  undoFailed: string | null;
+  /** How to put the databases back from the backup taken before the run (null: no backup). */
+  restoreCommand: string | null;
 }
 
 export interface DeployResult {
@@ -145,7 +147,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
   }
   const restoreCommand = result.backup && "manifest" in result.backup && result.backup.manifest.databases.length
     ? `npm run db:restore -- ${options.runId}`
-    : undefined;
+    : null;
 
   const settings = await openSettings(config, states, result.warnings);
   try {
@@ -155,12 +157,12 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
       await Promise.all(touched.map((s) => ensureBookkeeping(s.dataSource)));
       for (const step of steps) {
         if (options.signal?.aborted) {
-          result.failure = { db: step.state.db, message: "interrupted before this step", undone: [], restoreCommand };
+          result.failure = { db: step.state.db, migration: null, message: "interrupted before this step", undone: [], undoFailed: null, restoreCommand };
           break;
         }
         const lost = touched.find((s) => s.session?.lost);
         if (lost) {
-          result.failure = { db: lost.db, message: `lost the deploy lock session to ${lost.session!.server} (its locks are gone): stopped before ${step.file.name}`, undone: [], restoreCommand };
+          result.failure = { db: lost.db, message: `lost the deploy lock session to ${lost.session!.server} (its locks are gone): stopped before ${step.file.name}`, migration: null, undone: [], undoFailed: null, restoreCommand };
           break;
         }
         const event = { db: step.state.db, step: step.direction === "up" ? "applying" : "reverting", detail: step.file.name };
@@ -179,7 +181,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           // Outside a transaction nothing rolled back: say so, or the next run trips over the leftovers.
           if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
           else if (/cannot run inside a transaction block/.test(message)) message += " (set `transaction = false` in the migration: CONCURRENTLY runs outside a transaction)";
-          result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
+          result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], undoFailed: null, restoreCommand };
           break;
         }
       }
@@ -191,8 +193,10 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           await markUndoFailed(settings.q, options.runId).catch(() => undefined);
         }
         else if (!result.failure && options.keepMaintenance) {
-          // In the plain shape a person would set: no later run takes it for a dead run's and puts it back.
-          await setMaintenance(settings.q, { enabled: true, message: MAINTENANCE_MESSAGE });
+          // A window the operator opened (db:maintenance on --message) stays theirs, message included;
+          // else ours, in the plain shape a person would set, so no later run takes it for a dead run's.
+          if (wasOn(maintenance)) await restoreMaintenance(settings.q, maintenance, options.runId);
+          else await setMaintenance(settings.q, { enabled: true, message: MAINTENANCE_MESSAGE });
           result.maintenance = "kept-on";
         } else {
           try {

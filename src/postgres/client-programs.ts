@@ -3,13 +3,14 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import type { DbTarget } from "../config";
+import { pgBinDir, type DbTarget } from "../config";
 
 export type PgTool = "pg_dump" | "pg_restore";
 
 function candidates(): Array<{ dir: string; version: number }> {
   const out: Array<{ dir: string; version: number }> = [];
-  if (process.env.PG_BIN_DIR) out.push({ dir: process.env.PG_BIN_DIR, version: Number.MAX_SAFE_INTEGER });
+  const binDir = pgBinDir();
+  if (binDir) out.push({ dir: binDir, version: Number.MAX_SAFE_INTEGER });
   const root = "/usr/lib/postgresql";
   if (fs.existsSync(root)) {
     for (const v of fs.readdirSync(root)) if (/^\d+$/.test(v)) out.push({ dir: path.join(root, v, "bin"), version: Number(v) });

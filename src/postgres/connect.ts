@@ -5,7 +5,7 @@ import { DataSource } from "typeorm";
 import type { DbTarget } from "../config";
 import { scrubSecrets } from "../config";
 import { applicationName, dataSourceOptions } from "./data-source";
-import { MigrationError } from "../errors";
+import { MigrationError, UsageError } from "../errors";
 import { quoteIdent } from "./sql";
 
 interface PgLikeError {
@@ -57,7 +57,9 @@ export function describeError(error: unknown, target: DbTarget, connectTimeoutMs
         : detail ? `${first}: ${String(detail).split("\n")[0]}` : first;
     }
   }
-  return new MigrationError(scrubSecrets(message, secretsOf(target)), target.db);
+  // A login the server refuses (wrong password, unknown role, no pg_hba entry) is configuration: exit 2.
+  const Kind = e.code === "28P01" || e.code === "28000" ? UsageError : MigrationError;
+  return new Kind(scrubSecrets(message, secretsOf(target)), target.db);
 }
 
 /**

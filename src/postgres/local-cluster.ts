@@ -7,6 +7,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { pgBinDir } from "../config";
 
 export interface PostgresInstall {
   binDir: string;
@@ -28,7 +29,8 @@ const SEARCH_VERSIONS = [15, 16, 17, 18, 14];
 /** Installed servers, PostgreSQL 15 first, those with pgvector before those without. */
 export function findPostgresInstalls(): PostgresInstall[] {
   const dirs: Array<{ binDir: string; version: number }> = [];
-  if (process.env.PG_BIN_DIR) dirs.push({ binDir: process.env.PG_BIN_DIR, version: 0 });
+  const binDir = pgBinDir();
+  if (binDir) dirs.push({ binDir, version: 0 });
   for (const v of SEARCH_VERSIONS) dirs.push({ binDir: `/usr/lib/postgresql/${v}/bin`, version: v });
   const found: PostgresInstall[] = [];
   for (const { binDir, version } of dirs) {

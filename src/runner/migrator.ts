@@ -7,17 +7,11 @@ import type { DataSource, QueryRunner } from "typeorm";
 import { recordApplied, recordHistory, recordReverted } from "./history";
 import { blocksNoWrites, concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isInvalidIndex, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
 import type { MigrationFile } from "./migration-files";
+import { DEFAULT_TIMEOUTS, parseDuration, type Timeouts } from "../config";
 
-export interface Timeouts {
-  /** Longest wait for a table lock in one try, e.g. "100ms" (MIGRATION_LOCK_TIMEOUT). */
-  lockTimeout: string;
-  /** Longest single statement, e.g. "15min" (MIGRATION_STATEMENT_TIMEOUT). */
-  statementTimeout: string;
-  /** How long to keep retrying a migration whose lock was not free, e.g. "5min"; "0": try once (MIGRATION_LOCK_RETRY_BUDGET). */
-  lockRetryBudget: string;
-}
-
-export const DEFAULT_TIMEOUTS: Timeouts = { lockTimeout: "100ms", statementTimeout: "15min", lockRetryBudget: "5min" };
+// The defaults and the checks of the timeouts are settings (src/config.ts); re-exported for the callers here.
+export { DEFAULT_TIMEOUTS, parseDuration };
+export type { Timeouts };
 
 /** A migration may set its own: `timeouts = { statementTimeout: "2h", lockRetryBudget: "30min" }`. */
 interface MigrationOverrides {
@@ -182,12 +176,4 @@ export async function applyMigration(dataSource: DataSource, file: MigrationFile
     if (!inTransaction) await qr.query("RESET lock_timeout; RESET statement_timeout; RESET client_connection_check_interval").catch(() => undefined);
     await qr.release();
   }
-}
-
-/** Checks a PostgreSQL duration setting such as "5s", "15min", "0". */
-export function parseDuration(value: string, variable: string): string {
-  if (!/^\d+\s*(ms|s|min|h|d)?$/.test(value.trim())) {
-    throw new Error(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(value)})`);
-  }
-  return value.trim();
 }

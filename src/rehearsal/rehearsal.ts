@@ -13,9 +13,9 @@ import { ensureBookkeeping, readApplied } from "../runner/history";
 import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, Timeouts } from "../runner/migrator";
 import { Catalog, diffCatalogs, readCatalog } from "../schema/catalog";
-import { copyIntoScratch, CopyRate, CopySource, estimateCopyMs, measuredRate, sizeText } from "./rehearsal-copy";
-import { Observation, StatementReport, watchMigration } from "./rehearsal-probe";
-import { createScratch, Scratch, takeGivenScratch } from "./rehearsal-scratch";
+import { copyIntoScratch, CopyRate, CopySource, estimateCopyMs, measuredRate, sizeText } from "./copy";
+import { Observation, StatementReport, watchMigration } from "./probe";
+import { createScratch, Scratch, takeGivenScratch } from "./scratch";
 
 export type RehearsalPhase = "up" | "down" | "up-again";
 

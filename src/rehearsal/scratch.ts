@@ -14,7 +14,7 @@ import { connectClient, connectServer, describeError } from "../postgres/connect
 import { applicationName } from "../postgres/data-source";
 import { checkNotPooled, checkPrimary } from "../postgres/server-checks";
 import { quoteIdent } from "../postgres/sql";
-import { leftoverCopyDirs } from "./rehearsal-copy";
+import { leftoverCopyDirs } from "./copy";
 
 export interface Scratch {
   /** The scratch database (its URL carries the password, if any: never print it). */

@@ -4,11 +4,11 @@
 // runner that runs each statement, then (inside the migration's transaction) reads the locks its own
 // backend holds in pg_locks; a lock not held before belongs to that statement. Outside a
 // transaction a statement's locks are gone when it ends, so there the lock comes from its kind
-// (rehearsal-locks.ts). What the probe itself runs is not counted in the migration's time.
+// (locks.ts). What the probe itself runs is not counted in the migration's time.
 import type { DataSource, MigrationInterface, QueryRunner } from "typeorm";
 import type { MigrationFile } from "../runner/migration-files";
 import { Queryable, rows } from "../postgres/sql";
-import { inferredLock, lockStrength, oneLine, statementTarget } from "./rehearsal-locks";
+import { inferredLock, lockStrength, oneLine, statementTarget } from "./locks";
 
 export interface StatementLock {
   mode: string;

@@ -11,7 +11,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { DbTarget } from "../config";
+import { pgPassword, type DbTarget } from "../config";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import type { BackupEntry } from "../backup/backup";
@@ -122,7 +122,8 @@ function runTool(binary: string, args: string[], env: NodeJS.ProcessEnv, signal?
 function scratchEnv(scratch: DbTarget, program: string, runId: string): NodeJS.ProcessEnv {
   const env = pgEnv(scratch, scratch.database, `${applicationName(runId)} ${program}`);
   if (!env.PGPASSWORD) {
-    if (process.env.PGPASSWORD) env.PGPASSWORD = process.env.PGPASSWORD;
+    const password = pgPassword();
+    if (password) env.PGPASSWORD = password;
     else delete env.PGPASSWORD;
   }
   return env;
