@@ -5,7 +5,9 @@ import "reflect-metadata";
 import "../src/quiet-warnings";
 import * as fs from "fs";
 import * as path from "path";
-import { applyEnvFiles, Config, describeServer, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scrubSecrets } from "../src/config";
+import { applyEnvFiles, Config, describeServer, keepCount, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scrubSecrets } from "../src/config";
+import { newRunId } from "../src/run-id";
+import { hardStopReport, LiveRun } from "../src/deploy/hard-stop";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -58,18 +60,17 @@ function timeouts(): Timeouts {
   }
 }
 
-function backupKeep(raw: string | undefined): number | undefined {
-  if (raw === undefined || raw === "") return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
-  return value;
-}
-
-/** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
-function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run"): AbortSignal {
+/**
+ * Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did;
+ * twice, exit now, after saying what the run leaves (`hardStop`).
+ */
+function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run", hardStop?: () => void): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) {
+      hardStop?.();
+      process.exit(130);
+    }
     controller.abort();
     if (!json) console.error(`${signal}: ${doing} (again to exit now)`);
   };
@@ -80,19 +81,24 @@ function interruptSignal(json: boolean, doing = "stopping after the current step
 
 type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
 
-function deployOptions(flags: Flags): DeployFlags {
+function deployOptions(flags: Flags, command: "run" | "revert"): DeployFlags {
   const json = !!flags.json;
   const skipBackup = flags.backup === false;
   if (skipBackup) console.error("warning: --no-backup: no backup is taken; a failed run can only be undone by its down migrations");
+  const runId = newRunId();
+  const live: LiveRun = { runId, applied: [], maintenanceOn: false };
   return {
+    runId,
+    live,
     timeouts: timeouts(),
     lockTimeoutMs: deployLockWaitMs(),
     backup: !skipBackup,
-    backupKeep: backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP),
+    backupKeep: keepCount(flags.keep),
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
-    signal: interruptSignal(json),
+    onReconnect: print.reconnect,
+    signal: interruptSignal(json, undefined, () => print.hardStop(hardStopReport(live, command), json)),
   };
 }
 
@@ -215,7 +221,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:run -- --db apidb --dry-run",
     async run(flags) {
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
-      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
+      const options = { ...deployOptions(flags, "run"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
       const report = await runMigrations(await configure(flags), options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -238,7 +244,7 @@ const COMMANDS: CommandDef[] = [
           target = { kind: "steps", db, steps };
         }
       }
-      const options = { ...deployOptions(flags), target, dryRun: flags.dryRun };
+      const options = { ...deployOptions(flags, "revert"), target, dryRun: flags.dryRun };
       const report = await revertMigrations(await configure(flags), options);
       emit(flags, report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -356,9 +362,10 @@ const COMMANDS: CommandDef[] = [
     example: "npm run db:backup -- --db admindb --keep 10",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const keep = backupKeep(flags.keep ?? process.env.MIGRATION_BACKUP_KEEP);
-      const lockWait = deployLockWaitMs();
-      const report = await backupCommand(await configure(flags), dbs, keep, progressFor(!!flags.json), lockWait, print.waiting);
+      const keep = keepCount(flags.keep);
+      const json = !!flags.json;
+      const options = { dbs, keep, progress: progressFor(json), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting, onReconnect: print.reconnect, signal: interruptSignal(json, "stopping the backup and removing its run directory") };
+      const report = await backupCommand(await configure(flags), options);
       emit(flags, report, () => print.backup(report));
       return EXIT.ok;
     },

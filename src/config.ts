@@ -33,6 +33,10 @@ export interface Config {
   backupCompression: number;
   /** The database on each server where the deploy locks are held (MIGRATION_LOCK_DATABASE, default `postgres`). */
   lockDatabase: string;
+  /** How long a run keeps trying to reach a server it lost, per outage (MIGRATION_RECONNECT_BUDGET, default 60s). */
+  reconnectBudgetMs: number;
+  /** Backups kept per database: the newest N runs holding it (MIGRATION_BACKUP_KEEP, default 10). */
+  backupKeep: number;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -114,6 +118,8 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const migrationsDir = migrationsRootFrom(env);
   const backupCompression = compressionLevel(env.MIGRATION_BACKUP_COMPRESSION);
   const lockDatabase = env.MIGRATION_LOCK_DATABASE || "postgres";
+  const reconnectBudgetMs = durationSetting(env.MIGRATION_RECONNECT_BUDGET, "MIGRATION_RECONNECT_BUDGET", "60s");
+  const backupKeep = keepCount(env.MIGRATION_BACKUP_KEEP) ?? 10;
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -124,7 +130,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
   }
 
   // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
@@ -152,7 +158,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
 }
 
 /** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
@@ -160,6 +166,21 @@ function compressionLevel(raw: string | undefined): number {
   if (raw === undefined || raw === "") return 1;
   if (!/^[0-9]$/.test(raw)) throw new UsageError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
   return Number(raw);
+}
+
+/** A duration in PostgreSQL's spelling ("500ms", "60s", "1min", a bare number is ms) -> milliseconds. */
+export function durationSetting(raw: string | undefined, variable: string, fallback: string): number {
+  const m = /^(\d+)\s*(ms|s|min|h|d)?$/.exec((raw === undefined || raw === "" ? fallback : raw).trim());
+  if (!m) throw new UsageError(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(raw)})`);
+  return Number(m[1]) * { ms: 1, s: 1_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? "ms"]!;
+}
+
+/** A backup retention count (MIGRATION_BACKUP_KEEP or --keep): whole runs per database, at least 1. */
+export function keepCount(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
+  return value;
 }
 
 function positiveInt(raw: string | undefined, variable: string, fallback: number): number {

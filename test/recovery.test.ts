@@ -1,0 +1,259 @@
+// Recovery: a deploy interrupted by a server restart, a server that stays away, or a hard stop
+// (second Ctrl-C) ends in a known state. Servers that are restarted or stopped are local clusters of
+// their own (never the shared test server); authdb and apidb stay on the shared one.
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Client } from "pg";
+import { DATABASES, DbName } from "../src/databases";
+import { readApplied, readHistory } from "../src/runner/history";
+import { clusterUrl, destroyCluster, ensureCluster, startCluster, stopCluster } from "../src/postgres/local-cluster";
+import { CLI, cliEnv, runCli } from "./support/cli";
+import { serverUrl } from "./support/databases";
+import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const withDb = (url: string, database: string) => {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+};
+
+async function query<T>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new Client({ connectionString: url });
+  c.on("error", () => undefined);
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Polls until `probe` is true (an event, not a speed: the timeout is generous). */
+async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe().catch(() => false)) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A CLI run in the background, whose output can be watched and which can be sent signals. */
+function startCli(args: string[], env: Record<string, string>): { child: ChildProcess; out: { stdout: string; stderr: string }; done: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: path.resolve(__dirname, ".."), env: cliEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout!.on("data", (d) => (out.stdout += d));
+  child.stderr!.on("data", (d) => (out.stderr += d));
+  const done = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  return { child, out, done };
+}
+
+/** A server of its own, which the test restarts or stops. */
+function ownServer() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-recovery-"));
+  fs.chmodSync(root, 0o755);
+  let url = "";
+  beforeAll(async () => {
+    url = clusterUrl((await ensureCluster(root, { fast: true })).info);
+  }, 180_000);
+  afterAll(() => destroyCluster(root));
+  return {
+    url: () => url,
+    restart: () => {
+      stopCluster(root);
+      startCluster(root);
+    },
+    stop: () => stopCluster(root),
+    start: () => startCluster(root),
+  };
+}
+
+/** Databases named for one test: `own` lives on the restartable server, the others on the shared one. */
+function layout(own: DbName, ownUrl: string, label: string, copy: MigrationsCopy, extra: Record<string, string> = {}) {
+  const suffix = `${label}_${Math.random().toString(36).slice(2, 8)}`;
+  const names = {} as Record<DbName, string>;
+  const urls = {} as Record<DbName, string>;
+  const env: Record<string, string> = {
+    MIGRATIONS_DIR: copy.root,
+    MIGRATION_BACKUP_DIR: path.join(os.tmpdir(), `aimig-recovery-${suffix}`),
+    MIGRATION_CONNECT_TIMEOUT_MS: "5000",
+    ...extra,
+  };
+  for (const db of DATABASES) {
+    names[db] = `${db}_${suffix}`;
+    urls[db] = db === own ? withDb(ownUrl, names[db]) : serverUrl(names[db]);
+    env[`${db.toUpperCase()}_URL`] = urls[db];
+  }
+  const drop = async () => {
+    for (const db of DATABASES) {
+      const admin = db === own ? withDb(ownUrl, "postgres") : serverUrl("postgres");
+      await query(admin, `DROP DATABASE IF EXISTS "${names[db]}" WITH (FORCE)`).catch(() => undefined);
+    }
+    fs.rmSync(env.MIGRATION_BACKUP_DIR, { recursive: true, force: true });
+  };
+  return { names, urls, env, drop };
+}
+
+const maintenanceOf = async (adminUrl: string) =>
+  (await query<{ v: string; u: string }>(adminUrl, `SELECT value::text AS v, updated_at::text AS u FROM system_settings WHERE key = 'maintenance_mode'`))[0];
+
+/** Every file in the copy applied exactly once in each database, recorded up once more than down. */
+async function expectAppliedOnce(urls: Record<DbName, string>, copy: MigrationsCopy): Promise<void> {
+  for (const db of DATABASES) {
+    const files = fs.readdirSync(path.join(copy.root, db)).filter((f) => f.endsWith(".ts")).sort().map((f) => {
+      const [ts, name] = f.replace(/\.ts$/, "").split("-");
+      return `${name}${ts}`;
+    });
+    const c = new Client({ connectionString: urls[db] });
+    await c.connect();
+    try {
+      expect((await readApplied(c)).map((a) => a.name)).toEqual(files);
+      const history = await readHistory(c);
+      for (const name of files) {
+        const count = (direction: string) => history.filter((h) => h.name === name && h.direction === direction).length;
+        expect({ name, net: count("up") - count("down") }).toEqual({ name, net: 1 });
+      }
+    } finally {
+      await c.end();
+    }
+  }
+}
+
+/** A backend of `url`'s server running `text` (pg_sleep of a migration, a waiting pg_dump). */
+const running = (url: string, condition: string) => async () =>
+  (await query<{ n: number }>(withDb(url, "postgres"), `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND ${condition}`))[0].n > 0;
+
+describe("a server restart mid-deploy: reconnect, then finish", () => {
+  const server = ownServer();
+  let copy: MigrationsCopy;
+  beforeAll(() => {
+    copy = copyMigrations();
+  });
+  afterAll(() => copy.remove());
+
+  it("restart during admindb's migration: exit 0, each migration applied once, maintenance as before", async () => {
+    const l = layout("admindb", server.url(), "rmig", copy);
+    try {
+      expect((await runCli(["migration:run"], l.env)).code).toBe(0);
+      const before = await maintenanceOf(l.urls.admindb);
+      copy.add("authdb", "RecA", 1795800000001, `ALTER TABLE users ADD COLUMN reca integer`, `ALTER TABLE users DROP COLUMN reca`);
+      copy.add("apidb", "RecB", 1795800000002, `ALTER TABLE profiles ADD COLUMN recb integer`, `ALTER TABLE profiles DROP COLUMN recb`);
+      copy.addCode("admindb", "RecSlow", 1795800000003,
+        `await queryRunner.query("SELECT pg_sleep(4)"); await queryRunner.query("ALTER TABLE system_logs ADD COLUMN recslow integer");`,
+        `await queryRunner.query("ALTER TABLE system_logs DROP COLUMN recslow");`);
+      const run = startCli(["migration:run"], l.env);
+      await waitFor("admindb's migration to sleep", running(server.url(), `query LIKE '%pg_sleep(4)%' AND state = 'active'`));
+      server.restart();
+      const code = await run.done;
+      expect({ code, stderr: run.out.stderr, stdout: run.out.stdout }).toEqual({ code: 0, stdout: expect.anything(), stderr: expect.stringMatching(/admindb: connection to .* lost[^]*admindb: reconnected to .* deploy lock taken again/) });
+      expect(run.out.stdout).toMatch(/admindb: applied RecSlow1795800000003/);
+      await expectAppliedOnce(l.urls, copy);
+      expect(await maintenanceOf(l.urls.admindb)).toEqual(before);
+    } finally {
+      fs.rmSync(path.join(copy.root, "authdb", "1795800000001-RecA.ts"), { force: true });
+      fs.rmSync(path.join(copy.root, "apidb", "1795800000002-RecB.ts"), { force: true });
+      fs.rmSync(path.join(copy.root, "admindb", "1795800000003-RecSlow.ts"), { force: true });
+      await l.drop();
+    }
+  });
+
+  it("restart during the backup: the dump is taken again, exit 0, each migration applied once, maintenance as before", async () => {
+    const l = layout("admindb", server.url(), "rbak", copy);
+    let hold: Client | undefined;
+    try {
+      expect((await runCli(["migration:run"], l.env)).code).toBe(0);
+      const before = await maintenanceOf(l.urls.admindb);
+      copy.add("admindb", "RecBak", 1795800000004, `ALTER TABLE system_settings ADD COLUMN recbak integer`, `ALTER TABLE system_settings DROP COLUMN recbak`);
+      // pg_dump waits for this lock, so the restart finds it mid-backup.
+      hold = new Client({ connectionString: l.urls.admindb });
+      hold.on("error", () => undefined);
+      await hold.connect();
+      await hold.query(`BEGIN; LOCK TABLE system_logs IN ACCESS EXCLUSIVE MODE`);
+      const run = startCli(["migration:run"], l.env);
+      await waitFor("pg_dump to wait for its lock", running(server.url(), `application_name LIKE '% pg_dump' AND wait_event_type = 'Lock'`));
+      server.restart(); // ends the holder too
+      const code = await run.done;
+      expect({ code, stderr: run.out.stderr }).toEqual({ code: 0, stderr: expect.stringMatching(/admindb: reconnected to .* deploy lock taken again/) });
+      await expectAppliedOnce(l.urls, copy);
+      expect(await maintenanceOf(l.urls.admindb)).toEqual(before);
+      // The backup itself is whole: one run directory, its archive verified by the manifest.
+      const [runDir] = fs.readdirSync(l.env.MIGRATION_BACKUP_DIR).filter((d) => fs.existsSync(path.join(l.env.MIGRATION_BACKUP_DIR, d, "manifest.json"))).sort().slice(-1);
+      const manifest = JSON.parse(fs.readFileSync(path.join(l.env.MIGRATION_BACKUP_DIR, runDir, "manifest.json"), "utf8"));
+      expect(manifest.databases.map((d: { db: string }) => d.db)).toEqual(["admindb"]);
+    } finally {
+      await hold?.end().catch(() => undefined);
+      fs.rmSync(path.join(copy.root, "admindb", "1795800000004-RecBak.ts"), { force: true });
+      await l.drop();
+    }
+  });
+});
+
+describe("a server that stays away longer than MIGRATION_RECONNECT_BUDGET", () => {
+  const server = ownServer();
+  let copy: MigrationsCopy;
+  beforeAll(() => {
+    copy = copyMigrations();
+  });
+  afterAll(() => copy.remove());
+
+  it("others undone, maintenance left on marked undo_failed naming it, exit 1; one rerun once it is back finishes and restores maintenance", async () => {
+    const l = layout("apidb", server.url(), "away", copy, { MIGRATION_RECONNECT_BUDGET: "3s" });
+    try {
+      expect((await runCli(["migration:run"], l.env)).code).toBe(0);
+      const before = await maintenanceOf(l.urls.admindb);
+      copy.add("authdb", "AwayA", 1795800000011, `ALTER TABLE users ADD COLUMN awaya integer`, `ALTER TABLE users DROP COLUMN awaya`);
+      copy.addCode("apidb", "AwaySlow", 1795800000012,
+        // Sleeps as long as the database's aimig.sleep says: 60 s now, nothing on the rerun.
+        `await queryRunner.query("SELECT pg_sleep(coalesce(nullif(current_setting('aimig.sleep', true), ''), '0')::float)"); await queryRunner.query("ALTER TABLE profiles ADD COLUMN awayslow integer");`,
+        `await queryRunner.query("ALTER TABLE profiles DROP COLUMN awayslow");`);
+      copy.add("admindb", "AwayC", 1795800000013, `ALTER TABLE system_logs ADD COLUMN awayc integer`, `ALTER TABLE system_logs DROP COLUMN awayc`);
+      await query(withDb(server.url(), "postgres"), `ALTER DATABASE "${l.names.apidb}" SET aimig.sleep = '60'`);
+      const run = startCli(["migration:run"], l.env);
+      await waitFor("apidb's migration to sleep", running(server.url(), `query LIKE '%pg_sleep(coalesce%' AND state = 'active'`));
+      server.stop();
+      const stopped = Date.now();
+      const code = await run.done;
+      const waited = Date.now() - stopped;
+      expect(code).toBe(1);
+      // Within the budget (3 s) plus what undoing authdb and marking maintenance take, nowhere near the 60 s sleep.
+      expect(waited).toBeLessThan(25_000);
+      expect(run.out.stderr).toMatch(/apidb: .* is unreachable: gave up after 3 s \(MIGRATION_RECONNECT_BUDGET\)/);
+      expect(run.out.stderr).toMatch(/maintenance mode is left ON, marked undo_failed \(apidb unreachable\)/);
+      expect(run.out.stderr).toMatch(/^authdb: back where it was/m);
+      expect(run.out.stderr).toMatch(/^apidb: UNREACHABLE: AwaySlow1795800000012 was running when it went away/m);
+      // authdb is undone; admindb never got its migration.
+      expect(await appliedIn(l.urls.authdb)).not.toContain("AwayA1795800000011");
+      const marked = JSON.parse((await maintenanceOf(l.urls.admindb)).v);
+      expect(marked).toMatchObject({ enabled: true, undo_failed: true, unreachable: ["apidb"] });
+
+      // A plain run while it is still away does not turn maintenance off.
+      const early = await runCli(["db:maintenance", "status"], l.env);
+      expect(early.stdout).toMatch(/ON .*held by run \S+, which is no longer running; it could not undo itself \(apidb unreachable\)/);
+
+      server.start();
+      await query(withDb(server.url(), "postgres"), `ALTER DATABASE "${l.names.apidb}" SET aimig.sleep = '0'`);
+      const rerun = await runCli(["migration:run"], l.env);
+      expect({ code: rerun.code, stderr: rerun.stderr }).toEqual({ code: 0, stderr: expect.stringMatching(/found maintenance_mode left ON by run \S+, which could not undo itself \(apidb unreachable\); this run goes forward/) });
+      expect(rerun.stderr).toMatch(/maintenance_mode put back to its value before run/);
+      await expectAppliedOnce(l.urls, copy);
+      expect(await maintenanceOf(l.urls.admindb)).toEqual(before);
+    } finally {
+      server.start();
+      await l.drop();
+    }
+  });
+});
+
+async function appliedIn(url: string): Promise<string[]> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await readApplied(c)).map((a) => a.name);
+  } finally {
+    await c.end();
+  }
+}
