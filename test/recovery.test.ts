@@ -10,7 +10,7 @@ import { DATABASES, DbName } from "../src/databases";
 import { readApplied, readHistory } from "../src/runner/history";
 import { clusterUrl, destroyCluster, ensureCluster, startCluster, stopCluster } from "../src/postgres/local-cluster";
 import { CLI, cliEnv, runCli } from "./support/cli";
-import { serverUrl } from "./support/databases";
+import { serverUrl, testDatabases, withClient } from "./support/databases";
 import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -257,3 +257,86 @@ async function appliedIn(url: string): Promise<string[]> {
     await c.end();
   }
 }
+
+describe("Ctrl-C", () => {
+  const dbs = testDatabases("ctrlc");
+  let copy: MigrationsCopy;
+  const env = () => ({ ...dbs.env, MIGRATIONS_DIR: copy.root });
+  beforeAll(async () => {
+    copy = copyMigrations();
+    expect((await runCli(["migration:run"], env())).code).toBe(0);
+    copy.add("authdb", "HardA", 1795800000021, `ALTER TABLE users ADD COLUMN harda integer`, `ALTER TABLE users DROP COLUMN harda`);
+    copy.addCode("apidb", "HardSlow", 1795800000022,
+      `await queryRunner.query("SELECT pg_sleep(coalesce(nullif(current_setting('aimig.sleep', true), ''), '0')::float)");`, ``);
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it.each([["human", false], ["--json", true]])("twice (%s): exits at once, saying what the run applied and did not undo, maintenance, and the command that finishes the job", async (_label, json) => {
+    const before = await maintenanceOf(serverUrl(dbs.names.admindb));
+    await withClient("postgres", (c) => c.query(`ALTER DATABASE "${dbs.names.apidb}" SET aimig.sleep = '600'`));
+    // Undoing authdb's migration waits for this lock (retrying), so the second Ctrl-C finds the run undoing.
+    const hold = new Client({ connectionString: serverUrl(dbs.names.authdb) });
+    await hold.connect();
+    try {
+      const run = startCli(["migration:run", ...(json ? ["--json"] : [])], { ...env(), MIGRATION_LOCK_TIMEOUT: "50ms" });
+      await waitFor("apidb's migration to sleep", running(serverUrl(), `datname = '${dbs.names.apidb}' AND query LIKE '%pg_sleep(coalesce%' AND state = 'active'`));
+      await hold.query(`BEGIN; LOCK TABLE users IN ACCESS SHARE MODE`);
+      run.child.kill("SIGINT");
+      await waitFor("the undo to retry its lock", async () => /authdb: HardA1795800000021: lock not available/.test(run.out.stderr));
+      run.child.kill("SIGINT");
+      expect(await run.done).toBe(130);
+      let runId: string;
+      if (json) {
+        const report = JSON.parse(run.out.stdout);
+        runId = report.runId;
+        expect(report).toMatchObject({
+          status: "stopped", maintenanceOn: true, finish: "npm run migration:run",
+          databases: [{ db: "authdb", left: [{ name: "HardA1795800000021", direction: "up" }] }, { db: "apidb", left: [] }, { db: "admindb", left: [] }],
+        });
+      } else {
+        runId = /hard stop: run (\S+) exits now/.exec(run.out.stderr)![1];
+        expect(run.out.stderr).toMatch(/^authdb: applied by this run and NOT undone: HardA1795800000021$/m);
+        expect(run.out.stderr).toMatch(/^apidb: nothing of this run applied$/m);
+        expect(run.out.stderr).toMatch(/^maintenance mode: left ON by this run$/m);
+        expect(run.out.stderr).toMatch(/^to finish the job: npm run migration:run \(or to undo this run instead: npm run migration:revert\)$/m);
+      }
+      await hold.query("ROLLBACK");
+      // The holder's liveness is checked.
+      await waitFor("the run's connections to go", async () => !(await running(serverUrl(), `application_name LIKE '%run ${runId}%'`)()));
+      const status = await runCli(["db:maintenance", "status"], env());
+      expect(status.stdout).toContain(`held by run ${runId}, which is no longer running`);
+      // The command it named finishes the job.
+      await withClient("postgres", (c) => c.query(`ALTER DATABASE "${dbs.names.apidb}" SET aimig.sleep = '0'`));
+      const finish = await runCli(["migration:run"], env());
+      expect(finish.code).toBe(0);
+      expect(await maintenanceOf(serverUrl(dbs.names.admindb))).toEqual(before);
+      expect(await appliedIn(serverUrl(dbs.names.apidb))).toContain("HardSlow1795800000022");
+      // Ready for the next case: both migrations pending again.
+      expect((await runCli(["migration:revert", "--db", "apidb", "--steps", "1"], env())).code).toBe(0);
+      expect((await runCli(["migration:revert", "--db", "authdb", "--steps", "1"], env())).code).toBe(0);
+    } finally {
+      await hold.end().catch(() => undefined);
+    }
+  });
+
+  it.each([["db:backup"], ["migration:run"]])("during the backup (%s): no run directory is left", async (command) => {
+    await withClient("postgres", (c) => c.query(`ALTER DATABASE "${dbs.names.apidb}" SET aimig.sleep = '0'`));
+    const hold = new Client({ connectionString: serverUrl(dbs.names.apidb) });
+    await hold.connect();
+    try {
+      const existing = fs.existsSync(dbs.env.MIGRATION_BACKUP_DIR) ? fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR) : [];
+      await hold.query(`BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE`);
+      const run = startCli([command], env());
+      await waitFor("pg_dump to wait for its lock", running(serverUrl(), `datname = '${dbs.names.apidb}' AND application_name LIKE '% pg_dump' AND wait_event_type = 'Lock'`));
+      run.child.kill("SIGINT");
+      expect(await run.done).toBe(1);
+      expect(run.out.stderr).toMatch(/backup interrupted: its run directory was removed/);
+      expect(fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR)).toEqual(existing);
+    } finally {
+      await hold.end().catch(() => undefined);
+    }
+  });
+});
