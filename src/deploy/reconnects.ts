@@ -25,6 +25,8 @@ const firstLine = (error: unknown) => String((error as Error)?.message ?? error)
 
 export class Reconnects {
   private readonly unreachable = new Map<string, DbName>();
+  /** Servers whose deploy lock another run took while this one was away: nothing more is done there. */
+  private readonly lockLost = new Map<string, string>();
 
   constructor(
     private readonly config: Config,
@@ -48,6 +50,8 @@ export class Reconnects {
    * it again, all within one budget. `work` learns from `retry` that an earlier try was cut off.
    */
   async run<T>(target: DbTarget, work: (retry: boolean) => Promise<T>): Promise<T> {
+    const taken = this.lockLost.get(serverOf(target));
+    if (taken) throw new LockTakenError(taken, target.db);
     let deadline: number | undefined;
     for (let retry = false; ; retry = true) {
       try {
@@ -86,6 +90,7 @@ export class Reconnects {
         await client.end().catch(() => undefined);
       }, deadline, this.signal);
     } catch (error) {
+      if (error instanceof LockTakenError) this.lockLost.set(server, error.message);
       if (error instanceof LockTakenError || !isConnectionLost(error)) throw error;
       this.unreachable.set(server, target.db);
       throw new UnreachableError(`${server} is unreachable: gave up after ${budget} (MIGRATION_RECONNECT_BUDGET): ${firstLine(error)}`, target.db);

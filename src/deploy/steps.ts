@@ -14,6 +14,7 @@ import type { MigrationFile } from "../runner/migration-files";
 import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
 import type { Queryable } from "../postgres/sql";
+import { LockTakenError } from "../runner/locks";
 import type { LockRetry } from "../runner/lock-retries";
 
 export interface Step {
@@ -197,7 +198,8 @@ async function undo(done: Step[], options: DeployOptions, failure: DeployFailure
       if (live) live.applied = live.applied.filter((a) => !(a.db === db && a.name === step.file.name));
     } catch (error) {
       stuck.add(db);
-      problems.push(error instanceof UnreachableError ? `${db}: unreachable` : new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, db).line);
+      // Another run holds the lock there now: undoing under it would change what it read.
+      problems.push(error instanceof UnreachableError ? `${db}: unreachable` : error instanceof LockTakenError ? `${db}: not undone: ${error.message}` : new MigrationError(`undoing ${step.file.name} failed: ${describeError(error, step.state.target).message}`, db).line);
     }
   }
   if (problems.length) failure.undoFailed = problems.join("; ");
