@@ -26,8 +26,9 @@ export function hardStopReport(live: LiveRun, command: "run" | "revert"): HardSt
   const databases = DATABASES.map((db) => ({ db, left: live.applied.filter((a) => a.db === db).map(({ name, direction }) => ({ name, direction })) }));
   return {
     command, runId: live.runId, status: "stopped", databases, maintenanceOn: live.maintenanceOn,
-    // The next run goes forward (and puts back maintenance left on by a run that is gone).
-    finish: "npm run migration:run",
+    // A run: the next one goes forward (and puts back maintenance left on by a run that is gone).
+    // A revert: what is left to revert depends on how it was asked; show says where each database is.
+    finish: command === "run" ? "npm run migration:run" : "npm run migration:show, then migration:revert for what is left (or npm run migration:run to go forward again)",
     ...(command === "run" && live.applied.length ? { undo: "npm run migration:revert" } : {}),
   };
 }
