@@ -8,6 +8,7 @@ import * as path from "path";
 import { Client } from "pg";
 import { DATABASES, DbName } from "../src/databases";
 import { readApplied, readHistory } from "../src/runner/history";
+import { LOCK_KEY, lockKeyOf } from "../src/runner/locks";
 import { clusterUrl, destroyCluster, ensureCluster, startCluster, stopCluster } from "../src/postgres/local-cluster";
 import { CLI, cliEnv, runCli } from "./support/cli";
 import { serverUrl, testDatabases, withClient } from "./support/databases";
@@ -187,6 +188,54 @@ describe("a server restart mid-deploy: reconnect, then finish", () => {
     } finally {
       await hold?.end().catch(() => undefined);
       fs.rmSync(path.join(copy.root, "admindb", "1795800000004-RecBak.ts"), { force: true });
+      await l.drop();
+    }
+  });
+});
+
+describe("another run takes the deploy lock while a run waits for its server", () => {
+  const server = ownServer();
+  let copy: MigrationsCopy;
+  beforeAll(() => {
+    copy = copyMigrations();
+  });
+  afterAll(() => copy.remove());
+
+  it("the run stops, undoes what it applied elsewhere, and touches nothing under the other run's lock", async () => {
+    const l = layout("admindb", server.url(), "taken", copy);
+    const other = new Client({ connectionString: withDb(server.url(), "postgres"), application_name: "ai-micro-migrations run 20990101T000000Z-beef" });
+    other.on("error", () => undefined);
+    try {
+      expect((await runCli(["migration:run"], l.env)).code).toBe(0);
+      copy.add("authdb", "TakenA", 1795800000031, `ALTER TABLE users ADD COLUMN takena integer`, `ALTER TABLE users DROP COLUMN takena`);
+      copy.addCode("admindb", "TakenSlow", 1795800000032,
+        `await queryRunner.query("SELECT pg_sleep(coalesce(nullif(current_setting('aimig.sleep', true), ''), '0')::float)"); await queryRunner.query("ALTER TABLE system_logs ADD COLUMN takenslow integer");`,
+        `await queryRunner.query("ALTER TABLE system_logs DROP COLUMN takenslow");`);
+      await query(withDb(server.url(), "postgres"), `ALTER DATABASE "${l.names.admindb}" SET aimig.sleep = '60'`);
+      const run = startCli(["migration:run"], l.env);
+      await waitFor("admindb's migration to sleep", running(server.url(), `query LIKE '%pg_sleep(coalesce%' AND state = 'active'`));
+      // Frozen while its server restarts and another run takes admindb's lock: no race to win.
+      run.child.kill("SIGSTOP");
+      server.restart();
+      await other.connect();
+      await other.query(`SELECT pg_advisory_lock($1::int, $2::int)`, [LOCK_KEY, lockKeyOf(l.names.admindb)]);
+      run.child.kill("SIGCONT");
+      expect(await run.done).toBe(1);
+      expect(run.out.stderr).toMatch(/admindb: .*run 20990101T000000Z-beef took the deploy lock while this run was reconnecting/);
+      expect(run.out.stderr).toMatch(/^authdb: undone TakenA1795800000031 \(down\)$/m);
+      expect(await appliedIn(l.urls.authdb)).not.toContain("TakenA1795800000031");
+      expect(await appliedIn(l.urls.admindb)).not.toContain("TakenSlow1795800000032");
+      // The other run is done: one plain rerun finishes, maintenance as the first run found it.
+      await other.end();
+      await query(withDb(server.url(), "postgres"), `ALTER DATABASE "${l.names.admindb}" SET aimig.sleep = '0'`);
+      const rerun = await runCli(["migration:run"], l.env);
+      expect({ code: rerun.code, stderr: rerun.stderr }).toEqual({ code: 0, stderr: "" });
+      await expectAppliedOnce(l.urls, copy);
+      expect(JSON.parse((await maintenanceOf(l.urls.admindb)).v)).toMatchObject({ enabled: false });
+    } finally {
+      await other.end().catch(() => undefined);
+      fs.rmSync(path.join(copy.root, "authdb", "1795800000031-TakenA.ts"), { force: true });
+      fs.rmSync(path.join(copy.root, "admindb", "1795800000032-TakenSlow.ts"), { force: true });
       await l.drop();
     }
   });
