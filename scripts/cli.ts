@@ -4,7 +4,9 @@
 import "reflect-metadata";
 import "../src/quiet-warnings";
 import * as path from "path";
-import { applyEnvironment, backupKeepFrom, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
+import { applyEnvironment, keepCount, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
+import { newRunId } from "../src/run-id";
+import { hardStopReport, LiveRun } from "../src/deploy/hard-stop";
 import { DATABASES, DbName, isDbName } from "../src/databases";
 import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embedded";
 import { EXIT, MigrationError, UsageError } from "../src/errors";
@@ -45,13 +47,18 @@ function oneDb(flags: Flags, command: string): DbName {
 
 const timeouts = () => timeoutsFrom(process.env);
 const deployLockWaitMs = () => lockWaitMsFrom(process.env);
-const backupKeep = (flags: Flags) => backupKeepFrom(process.env, flags.keep);
 
-/** Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did; twice, exit now. */
-function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run"): AbortSignal {
+/**
+ * Ctrl-C (or SIGTERM) asks the run to stop after the current migration and undo what it did;
+ * twice, exit now, after saying what the run leaves (`hardStop`).
+ */
+function interruptSignal(json: boolean, doing = "stopping after the current step and undoing this run", hardStop?: () => void): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) {
+      hardStop?.();
+      process.exit(130);
+    }
     controller.abort();
     if (!json) console.error(`${signal}: ${doing} (again to exit now)`);
   };
@@ -62,20 +69,25 @@ function interruptSignal(json: boolean, doing = "stopping after the current step
 
 type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
 
-function deployOptions(flags: Flags): DeployFlags {
+function deployOptions(flags: Flags, command: "run" | "revert"): DeployFlags {
   const json = !!flags.json;
   const skipBackup = flags.backup === false;
   if (skipBackup) console.error("warning: --no-backup: no backup is taken; a failed run can only be undone by its down migrations");
+  const runId = newRunId();
+  const live: LiveRun = { runId, applied: [], maintenanceOn: false };
   return {
+    runId,
+    live,
     timeouts: timeouts(),
     lockTimeoutMs: deployLockWaitMs(),
     backup: !skipBackup,
-    backupKeep: backupKeep(flags),
+    backupKeep: keepCount(flags.keep),
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
     onDataLoss: print.dataLoss,
-    signal: interruptSignal(json),
+    onReconnect: print.reconnect,
+    signal: interruptSignal(json, undefined, () => print.hardStop(hardStopReport(live, command), json)),
   };
 }
 
@@ -160,7 +172,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:run -- --db apidb --dry-run",
     async run(flags) {
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
-      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
+      const options = { ...deployOptions(flags, "run"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
       const report = await runMigrations(await configure(flags), options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -183,7 +195,7 @@ const COMMANDS: CommandDef[] = [
           target = { kind: "steps", db, steps };
         }
       }
-      const options = { ...deployOptions(flags), target, dryRun: flags.dryRun };
+      const options = { ...deployOptions(flags, "revert"), target, dryRun: flags.dryRun };
       const report = await revertMigrations(await configure(flags), options);
       emit(flags, report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
@@ -301,9 +313,10 @@ const COMMANDS: CommandDef[] = [
     example: "npm run db:backup -- --db admindb --keep 10",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const keep = backupKeep(flags);
-      const lockWait = deployLockWaitMs();
-      const report = await backupCommand(await configure(flags), dbs, keep, progressFor(!!flags.json), lockWait, print.waiting);
+      const keep = keepCount(flags.keep);
+      const json = !!flags.json;
+      const options = { dbs, keep, progress: progressFor(json), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting, onReconnect: print.reconnect, signal: interruptSignal(json, "stopping the backup and removing its run directory") };
+      const report = await backupCommand(await configure(flags), options);
       emit(flags, report, () => print.backup(report));
       return EXIT.ok;
     },

@@ -11,6 +11,8 @@ import type { RepairReport } from "../src/commands/repair";
 import type { LockHolder } from "../src/runner/locks";
 import type { MaintenanceReport } from "../src/commands/maintenance";
 import type { EnvironmentCell, EnvironmentsReport } from "../src/commands/environments";
+import type { HardStopReport } from "../src/deploy/hard-stop";
+import type { PrunedRun } from "../src/backup/backup";
 
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`);
 
@@ -61,6 +63,31 @@ export function lockRetry(event: { db: string; migration: string; attempt: numbe
   console.error(`${event.db}: ${event.migration}: lock not available${event.blockers ? ` (held by ${event.blockers})` : ""}; rolled back, try ${event.attempt + 1} in ${(event.delayMs / 1000).toFixed(1)} s`);
 }
 
+/** A server was lost mid-run, or is back. */
+export function reconnect(event: { db: string; phase: "lost" | "back"; detail: string }): void {
+  console.error(`${event.db}: ${event.detail}`);
+}
+
+/** The second Ctrl-C: what the run leaves, before it exits (also as JSON with --json). */
+export function hardStop(report: HardStopReport, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  console.error(`hard stop: run ${report.runId} exits now; the migration running now is rolled back by the server`);
+  for (const d of report.databases) {
+    const left = d.left.map((l) => `${l.name}${l.direction === "down" ? " (reverted)" : ""}`);
+    console.error(`${d.db}: ${left.length ? `applied by this run and NOT undone: ${left.join(", ")}` : "nothing of this run applied"}`);
+  }
+  console.error(`maintenance mode: ${report.maintenanceOn ? "left ON by this run" : "not changed by this run"}`);
+  console.error(`to finish the job: ${report.finish}${report.undo ? ` (or to undo this run instead: ${report.undo})` : ""}`);
+}
+
+/** Retention's removals, one line each. */
+export function pruned(runs: PrunedRun[] | undefined, keep?: number): void {
+  for (const p of runs ?? []) console.log(`removed old backup ${p.runId} (${p.dbs.join(", ")}: ${keep ? `the newest ${keep} of each are kept` : "newer backups of each are kept"})`);
+}
+
 /** Migrations (rows, timeline order) against environments (columns). */
 export function environments(report: EnvironmentsReport): void {
   for (const e of report.environments) console.log(`${e.name}: ${e.error ? `cannot be read: ${e.error}` : e.server}`);
@@ -71,7 +98,9 @@ export function environments(report: EnvironmentsReport): void {
 }
 
 export function maintenance(report: MaintenanceReport): void {
-  const show = (m: MaintenanceReport["after"]) => (m.enabled ? `ON${m.message ? ` ("${m.message}")` : ""}${m.run ? `, held by deploy run ${m.run}` : ""}` : "off");
+  const holder = (m: MaintenanceReport["after"]) => !m.run ? "" : `, held by run ${m.run}${m.runAlive === false ? ", which is no longer running" : m.runAlive ? " (running)" : ""}`
+    + (m.undoFailed ? `; it could not undo itself${m.undoFailed.unreachable.length ? ` (${m.undoFailed.unreachable.join(", ")} unreachable)` : ""}: npm run migration:run finishes the job` : m.runAlive === false ? ": npm run migration:run puts it back" : "");
+  const show = (m: MaintenanceReport["after"]) => (m.enabled ? `ON${m.message ? ` ("${m.message}")` : ""}${holder(m)}` : "off");
   if (report.before) console.log(`admindb: maintenance mode ${show(report.before)} -> ${show(report.after)}`);
   else console.log(`admindb: maintenance mode ${show(report.after)} (since ${report.after.updatedAt})`);
 }
@@ -93,9 +122,21 @@ function failureLines(failure: RunReport["failure"], maintenance: RunReport["mai
   for (const u of failure.undone) console.error(`${u.db}: undone ${u.name} (${u.direction})`);
   if (failure.undoFailed) {
     console.error(`error: ${failure.undoFailed}; the databases are NOT back where they were`);
-    if (maintenance === "left-on") console.error("maintenance mode is left ON");
+    if (maintenance === "left-on") console.error(`maintenance mode is left ON, marked undo_failed${failure.unreachable?.length ? ` (${failure.unreachable.join(", ")} unreachable)` : ""}: once every server answers, npm run migration:run finishes the job`);
   }
+  if (failure.undoFailed) for (const d of failure.databases ?? []) console.error(`${d.db}: ${outcomeLine(d)}`);
   if (failure.restoreCommand) console.error(`to restore the backup taken before this run: ${failure.restoreCommand}`);
+}
+
+function outcomeLine(d: NonNullable<NonNullable<RunReport["failure"]>["databases"]>[number]): string {
+  const left = d.leftApplied.length ? `${d.leftApplied.join(", ")} of this run still applied` : "";
+  const doubt = d.inDoubt ? `${d.inDoubt} was running when it went away (committed or not: the next run reads it)` : "";
+  switch (d.state) {
+    case "unchanged": return "unchanged by this run";
+    case "undone": return "back where it was (this run's changes undone)";
+    case "not-undone": return `NOT back where it was: ${left}`;
+    case "unreachable": return `UNREACHABLE: ${[left, doubt].filter(Boolean).join("; ") || "nothing of this run applied"}`;
+  }
 }
 
 export function run(report: RunReport): void {
@@ -120,6 +161,7 @@ export function run(report: RunReport): void {
     }));
   }
   failureLines(report.failure, report.maintenance, report.warnings);
+  pruned(report.pruned);
   if (report.status === "nothing-to-do") console.log("nothing to migrate");
   else if (report.status === "applied") console.log(`run ${report.runId}: done`);
   if (report.maintenance === "kept-on") console.log("maintenance mode is kept ON (--keep-maintenance): npm run db:maintenance -- off once the application is checked");
@@ -156,7 +198,7 @@ export function revert(report: RevertReport): void {
 export function backup(report: BackupReport): void {
   backupLine({ dir: report.dir, manifest: report.manifest });
   for (const d of report.manifest.databases) console.log(`${d.db}: ${d.file} ${bytes(d.size)} sha256 ${d.sha256.slice(0, 12)}... at ${d.applied[d.applied.length - 1] ?? "(no migrations)"}`);
-  for (const p of report.pruned) console.log(`removed old backup ${p}`);
+  pruned(report.pruned, report.keep);
 }
 
 export function restore(report: RestoreReport): void {

@@ -37,8 +37,9 @@ export const SETTINGS = [
   { variable: "APIDB_NAME", default: "apidb" },
   { variable: "ADMINDB_NAME", default: "admindb" },
   { variable: "MIGRATION_BACKUP_DIR", default: "./backups" },
-  { variable: "MIGRATION_BACKUP_KEEP", shown: "keep all" },
-  { variable: "MIGRATION_BACKUP_COMPRESSION", default: "1" },
+  { variable: "MIGRATION_BACKUP_KEEP", default: "10" },
+  { variable: "MIGRATION_BACKUP_COMPRESSION", default: "0" },
+  { variable: "MIGRATION_RECONNECT_BUDGET", default: "60s" },
   { variable: "MIGRATION_CONNECT_TIMEOUT_MS", default: "10000" },
   { variable: "MIGRATION_LOCK_WAIT_MS", default: "120000" },
   { variable: "MIGRATION_LOCK_DATABASE", default: "postgres" },
@@ -110,13 +111,9 @@ export function lockWaitMsFrom(env: Env): number {
   return value;
 }
 
-/** How many backup runs to keep: `--keep` when given, else MIGRATION_BACKUP_KEEP; undefined keeps all. */
+/** How many backup runs to keep per database: `--keep` when given, else MIGRATION_BACKUP_KEEP (10). */
 export function backupKeepFrom(env: Env, flag?: string): number | undefined {
-  const raw = flag ?? setting(env, "MIGRATION_BACKUP_KEEP");
-  if (raw === undefined || raw === "") return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
-  return value;
+  return keepCount(flag ?? setting(env, "MIGRATION_BACKUP_KEEP"));
 }
 
 /**
@@ -181,6 +178,10 @@ export interface Config {
   backupCompression: number;
   /** The database on each server where the deploy locks are held (MIGRATION_LOCK_DATABASE, default `postgres`). */
   lockDatabase: string;
+  /** How long a run keeps trying to reach a server it lost, per outage (MIGRATION_RECONNECT_BUDGET, default 60s). */
+  reconnectBudgetMs: number;
+  /** Backups kept per database: the newest N runs holding it (MIGRATION_BACKUP_KEEP, default 10). */
+  backupKeep: number;
 }
 
 const URL_VARS: Record<DbName, string> = { authdb: "AUTHDB_URL", apidb: "APIDB_URL", admindb: "ADMINDB_URL" };
@@ -280,6 +281,8 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const migrationsDir = migrationsRootFrom(env);
   const backupCompression = compressionLevel(setting(env, "MIGRATION_BACKUP_COMPRESSION")!);
   const lockDatabase = setting(env, "MIGRATION_LOCK_DATABASE")!;
+  const reconnectBudgetMs = durationMs(setting(env, "MIGRATION_RECONNECT_BUDGET")!, "MIGRATION_RECONNECT_BUDGET");
+  const backupKeep = backupKeepFrom(env)!;
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -290,7 +293,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
   }
 
   // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
@@ -318,13 +321,31 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
 }
 
-/** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */
+/**
+ * pg_dump's compression level. 0 by default: measured (bench:backup), gzip doubles a dump's time on
+ * text and more on vectors, which do not compress; retention bounds the space instead.
+ */
 function compressionLevel(raw: string): number {
   if (!/^[0-9]$/.test(raw)) throw new UsageError("MIGRATION_BACKUP_COMPRESSION must be a level from 0 to 9");
   return Number(raw);
+}
+
+/** A duration in PostgreSQL's spelling ("500ms", "60s", "1min", a bare number is ms) -> milliseconds. */
+export function durationMs(raw: string, variable: string): number {
+  const m = /^(\d+)\s*(ms|s|min|h|d)?$/.exec(raw.trim());
+  if (!m) throw new UsageError(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(raw)})`);
+  return Number(m[1]) * { ms: 1, s: 1_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? "ms"]!;
+}
+
+/** A backup retention count (MIGRATION_BACKUP_KEEP or --keep): whole runs per database, at least 1. */
+export function keepCount(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError("MIGRATION_BACKUP_KEEP / --keep must be a whole number of runs, at least 1");
+  return value;
 }
 
 function positiveInt(raw: string, variable: string): number {

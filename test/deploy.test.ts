@@ -212,7 +212,7 @@ describe("backup and restore", () => {
     expect(r.stderr.trim()).toBe("error: apidb: backup file apidb.dump does not match its manifest checksum: refusing to restore it");
   });
 
-  it("a deploy backs up first and keeps only MIGRATION_BACKUP_KEEP runs", async () => {
+  it("a deploy backs up first and keeps MIGRATION_BACKUP_KEEP runs per database", async () => {
     const copy = copyMigrations();
     try {
       copy.add("apidb", "AddNickname", 1795700000020, `ALTER TABLE profiles ADD COLUMN nickname text`, `ALTER TABLE profiles DROP COLUMN nickname`);
@@ -221,7 +221,12 @@ describe("backup and restore", () => {
       const report = JSON.parse(r.stdout);
       expect(report.backup.manifest.databases.map((d: { db: string }) => d.db)).toEqual(["apidb"]);
       expect(report.backup.manifest.databases[0].applied).toEqual(shipped("apidb"));
-      expect(fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR)).toEqual([report.runId]);
+      // The earlier db:backup run stays: it holds the newest backup of authdb and admindb.
+      const runs = fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR).sort();
+      expect(runs).toHaveLength(2);
+      expect(runs[runs.length - 1]).toBe(report.runId);
+      const older = JSON.parse(fs.readFileSync(path.join(dbs.env.MIGRATION_BACKUP_DIR, runs[0], "manifest.json"), "utf8"));
+      expect(older.databases.map((d: { db: string }) => d.db)).toEqual(["authdb", "apidb", "admindb"]);
     } finally {
       copy.remove();
     }

@@ -161,6 +161,6 @@ describe("the README's JSON report fields are the real reports' fields", () => {
   it("a failure always has every documented field, null where it does not apply", () => {
     const failures = (reports.get("migration:run") as Array<{ failure?: Record<string, unknown> }>).map((r) => r.failure).filter(Boolean);
     expect(failures).toHaveLength(2);
-    for (const f of failures) expect(Object.keys(f!).sort()).toEqual(["db", "message", "migration", "restoreCommand", "undoFailed", "undone"]);
+    for (const f of failures) expect(Object.keys(f!).sort()).toEqual(["databases", "db", "message", "migration", "restoreCommand", "undoFailed", "undone"]);
   });
 });

@@ -62,7 +62,7 @@ describe("settings are read in src/config.ts only", () => {
     expect(timeoutsFrom({})).toEqual({ lockTimeout: "100ms", statementTimeout: "15min", lockRetryBudget: "5min" });
     expect(lockWaitMsFrom({})).toBe(120_000);
     expect(lockWaitMsFrom({ MIGRATION_LOCK_WAIT_MS: "0" })).toBe(0);
-    expect(backupKeepFrom({})).toBeUndefined();
+    expect(backupKeepFrom({})).toBe(10);
     expect(backupKeepFrom({ MIGRATION_BACKUP_KEEP: "3" }, "5")).toBe(5);
     expect(setting({ MIGRATION_LOCK_DATABASE: "" }, "MIGRATION_LOCK_DATABASE")).toBe("postgres");
     expect(() => timeoutsFrom({ MIGRATION_STATEMENT_TIMEOUT: "soon" })).toThrow('MIGRATION_STATEMENT_TIMEOUT must be a duration like 5s, 500ms, 15min or 0 (got "soon")');

@@ -10,6 +10,7 @@ import { MigrationError } from "../errors";
 import { settleAll } from "../postgres/sql";
 import { applicationName } from "../postgres/data-source";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
+import { isConnectionLost } from "../postgres/reconnect";
 
 export const MANIFEST = "manifest.json";
 
@@ -66,6 +67,15 @@ export async function verifyArchive(file: string, db: DbName, serverMajor: numbe
   return result.stdout.split("\n").filter((l) => l && !l.startsWith(";"));
 }
 
+async function fsyncFile(file: string): Promise<void> {
+  const handle = await fs.promises.open(file, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export async function sha256Of(file: string): Promise<string> {
   const hash = crypto.createHash("sha256");
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
@@ -76,33 +86,59 @@ export async function sha256Of(file: string): Promise<string> {
  * pg_dump into `file`, which we create 0600 first (pg_dump keeps the mode of an existing file).
  * Written by pg_dump itself rather than through a pipe, the archive is seekable: its table of
  * contents records where each table's data is, which parallel restore (`pg_restore -j`) needs.
- * pg_dump fsyncs it before exiting.
+ * The caller flushes it to disk (fsync) while it verifies it.
  */
-async function dumpTo(file: string, target: DbTarget, compression: number, runId: string): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
+async function dumpTo(file: string, target: DbTarget, compression: number, runId: string, signal?: AbortSignal): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
+  fs.rmSync(file, { force: true }); // a try cut off by a lost connection
   fs.closeSync(fs.openSync(file, "wx", 0o600));
   // The newest pg_dump installed: one older than the server refuses, and says so.
-  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--lock-wait-timeout=60000", "-f", file], pgEnv(target, undefined, `${applicationName(runId)} pg_dump`));
+  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--no-sync", "--lock-wait-timeout=60000", "-f", file], pgEnv(target, undefined, `${applicationName(runId)} pg_dump`), signal);
+  if (signal?.aborted) throw new MigrationError("backup interrupted", target.db);
   if (result.code !== 0) return { sha256: "", size: 0, stderr: result.stderr, code: result.code };
-  return { sha256: await sha256Of(file), size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
+  return { sha256: "", size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
 }
 
-async function backupOne(request: BackupRequest, dir: string, compression: number, runId: string, progress?: Progress): Promise<BackupEntry> {
+/** How a backup gets through a lost connection: resolves once the server is back (and the run's locks). */
+export type Recover = (db: DbName, cause: string) => Promise<void>;
+
+interface BackupOptions {
+  backupDir: string;
+  runId: string;
+  reason: string;
+  compression: number;
+  progress?: Progress;
+  /** Ctrl-C: pg_dump ended, the run directory removed. */
+  signal?: AbortSignal;
+  /** Without it, a lost connection fails the backup. */
+  recover?: Recover;
+}
+
+async function backupOne(request: BackupRequest, dir: string, options: BackupOptions): Promise<BackupEntry> {
   const { db, target } = request;
   const started = Date.now();
   const file = path.join(dir, `${db}.dump`);
-  progress?.({ db, step: "backup", phase: "start" });
+  options.progress?.({ db, step: "backup", phase: "start" });
   let dump: Awaited<ReturnType<typeof dumpTo>>;
-  try {
-    dump = await dumpTo(file, target, compression, runId);
-  } catch (error) {
-    dump = { sha256: "", size: 0, stderr: String((error as Error).message), code: -1 };
+  for (let tries = 1; ; tries++) {
+    try {
+      dump = await dumpTo(file, target, options.compression, options.runId, options.signal);
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      dump = { sha256: "", size: 0, stderr: String((error as Error).message), code: -1 };
+    }
+    // A server restart mid-dump: the dump starts over once the server (and the run's lock) is back.
+    if (dump.code === 0 || !options.recover || tries > 5 || !isConnectionLost(dump.stderr)) break;
+    await options.recover(db, firstError(dump.stderr));
   }
   if (dump.code !== 0) {
     fs.rmSync(file, { force: true });
     throw new MigrationError(`pg_dump failed: ${firstError(dump.stderr)}`, db);
   }
-  const entries = await verifyArchive(file, db, request.serverMajor);
-  progress?.({ db, step: "backup", phase: "end" });
+  // Flushed to disk (pg_dump --no-sync), checksummed and its table of contents read, all at once:
+  // each only reads the finished file, and the flush is I/O while the others are CPU.
+  const [sha256, entries] = await Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)]);
+  dump.sha256 = sha256;
+  options.progress?.({ db, step: "backup", phase: "end" });
   return {
     db, database: target.database, file: `${db}.dump`, sha256: dump.sha256, size: dump.size,
     serverVersion: request.serverVersion, applied: request.applied,
@@ -110,21 +146,22 @@ async function backupOne(request: BackupRequest, dir: string, compression: numbe
   };
 }
 
-/** Backs up the given databases in parallel into <backupDir>/<runId>/; all verified or it throws. */
-export async function backupDatabases(
-  requests: BackupRequest[],
-  options: { backupDir: string; runId: string; reason: string; compression: number; progress?: Progress },
-): Promise<{ dir: string; manifest: BackupManifest }> {
+/**
+ * Backs up the given databases in parallel into <backupDir>/<runId>/; all verified or it throws,
+ * and then the run directory is gone: an interrupted or failed backup leaves nothing behind.
+ */
+export async function backupDatabases(requests: BackupRequest[], options: BackupOptions): Promise<{ dir: string; manifest: BackupManifest }> {
   const dir = path.join(options.backupDir, options.runId);
   const manifest: BackupManifest = { runId: options.runId, createdAt: new Date().toISOString(), reason: options.reason, databases: [] };
   if (!requests.length) return { dir, manifest };
   prepareDir(dir, requests[0].db);
-  // The manifest lists what was backed up, also when another database's backup failed.
-  const write = async (entries: BackupEntry[]) => {
-    manifest.databases = entries;
+  try {
+    manifest.databases = await settleAll(requests.map((r) => backupOne(r, dir, options)));
     writeDurably(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
-  };
-  await write(await settleAll(requests.map((r) => backupOne(r, dir, options.compression, options.runId, options.progress)), write));
+  } catch (error) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw options.signal?.aborted ? new MigrationError("backup interrupted: its run directory was removed", requests[0].db) : error;
+  }
   return { dir, manifest };
 }
 
@@ -145,28 +182,44 @@ function writeDurably(file: string, text: string): void {
   }
 }
 
-/** When a backup run was made; undefined for a manifest we cannot read (never pruned: not ours to judge). */
-function createdAt(dir: string): number | undefined {
-  try {
-    return Date.parse(readManifest(dir).createdAt) || undefined;
-  } catch {
-    return undefined;
-  }
+/** A backup run directory removed by retention, with the databases it held. */
+export interface PrunedRun {
+  runId: string;
+  dbs: DbName[];
 }
 
-/** Removes the oldest run directories (those with a manifest) beyond the newest `keep`. */
-export function pruneBackups(backupDir: string, keep: number): string[] {
+/**
+ * Retention, counted per database: a run directory goes when every database it holds has `keep`
+ * newer backups. So the newest backup of every database always stays, whichever databases a run
+ * backed up. Directories without a readable manifest are not ours to judge and stay.
+ */
+export function pruneBackups(backupDir: string, keep: number): PrunedRun[] {
   if (!fs.existsSync(backupDir)) return [];
-  // Oldest first by the manifest's creation time (two runs in one second share an id prefix).
   const runs = fs.readdirSync(backupDir)
     .filter((d) => fs.existsSync(path.join(backupDir, d, MANIFEST)))
-    .map((d) => ({ d, at: createdAt(path.join(backupDir, d)) }))
-    .filter((r): r is { d: string; at: number } => r.at !== undefined)
-    .sort((a, b) => a.at - b.at || a.d.localeCompare(b.d))
-    .map((r) => r.d);
-  const removed = runs.slice(0, Math.max(0, runs.length - keep));
-  for (const d of removed) fs.rmSync(path.join(backupDir, d), { recursive: true, force: true });
-  return removed;
+    .flatMap((d) => {
+      try {
+        const m = readManifest(path.join(backupDir, d));
+        const at = Date.parse(m.createdAt);
+        return Number.isNaN(at) ? [] : [{ d, at, dbs: m.databases.map((e) => e.db) }];
+      } catch {
+        return [];
+      }
+    })
+    // Newest first by the manifest's creation time (two runs in one second share an id prefix).
+    .sort((a, b) => b.at - a.at || b.d.localeCompare(a.d));
+  const seen = new Map<DbName, number>();
+  const needed = new Set<string>();
+  for (const run of runs) {
+    for (const db of run.dbs) {
+      const n = (seen.get(db) ?? 0) + 1;
+      seen.set(db, n);
+      if (n <= keep) needed.add(run.d);
+    }
+  }
+  const removed = runs.filter((r) => !needed.has(r.d)); // an empty run (interrupted by an older version) too
+  for (const r of removed) fs.rmSync(path.join(backupDir, r.d), { recursive: true, force: true });
+  return removed.map((r) => ({ runId: r.d, dbs: r.dbs }));
 }
 
 export function readManifest(dir: string): BackupManifest {

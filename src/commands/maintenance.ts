@@ -4,7 +4,7 @@
 import type { Config } from "../config";
 import { MigrationError } from "../errors";
 import { checkExists, withLockedStates } from "../deploy/plan";
-import { MaintenanceState, readMaintenance, setMaintenance } from "../deploy/maintenance";
+import { MaintenanceState, readMaintenance, runAlive, setMaintenance } from "../deploy/maintenance";
 import { openDataSource } from "../postgres/connect";
 import { newRunId } from "../run-id";
 import type { LockWait } from "../runner/locks";
@@ -30,6 +30,8 @@ export async function maintenanceCommand(
     try {
       const after = await readMaintenance(dataSource);
       if (!after) throw missing();
+      // A run's connections carry its id: none left on the server means the run is gone.
+      if (after.run) after.runAlive = await runAlive(dataSource, after.run);
       return { command: "maintenance", action: "status", after };
     } finally {
       await dataSource.destroy().catch(() => undefined);

@@ -24,6 +24,7 @@ export interface RevertOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dryRun?: boolean;
   lockTimeoutMs: number;
   onWait?: LockWait;
+  runId?: string;
 }
 
 export interface DbRevertResult {
@@ -46,6 +47,7 @@ export interface RevertReport {
   maintenance?: DeployResult["maintenance"];
   failure?: DeployResult["failure"];
   warnings?: string[];
+  pruned?: DeployResult["pruned"];
 }
 
 /** What to undo in each database, newest first, as migration files. */
@@ -96,7 +98,7 @@ function selectReverts(states: DbState[], target: RevertTarget): { plan: Map<DbN
 
 export async function revertMigrations(config: Config, options: RevertOptions): Promise<RevertReport> {
   const dbs = options.target.kind === "last-run" ? [...DATABASES] : [options.target.db];
-  const runId = newRunId();
+  const runId = options.runId ?? newRunId();
   const report: RevertReport = { command: "revert", runId, status: "nothing-to-do", databases: [] };
   const plan = async (all: DbState[]) => {
     // The last run may have touched only some databases; those that do not exist hold nothing to undo.

@@ -3,7 +3,7 @@
 // applies what is pending in the order authdb, apidb, admindb; on failure undoes what this run
 // applied (see deploy/steps.ts).
 import type { Config } from "../config";
-import type { DbName } from "../databases";
+import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 import type { LockWait } from "../runner/locks";
 import type { LintFinding } from "../safety/lint";
@@ -55,6 +55,7 @@ export interface RunReport {
   maintenance?: DeployResult["maintenance"];
   failure?: DeployResult["failure"];
   warnings?: string[];
+  pruned?: DeployResult["pruned"];
 }
 
 /**
@@ -119,7 +120,9 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
   await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
     const todo = await plan(states);
     if (nothingIn(todo)) {
-      const warnings = await settleMaintenance(config, states);
+      // Every database up to date (no --db, no --to): the job a run marked undo_failed left is done.
+      const finished = options.to === undefined && DATABASES.every((db) => states.some((s) => s.db === db));
+      const warnings = await settleMaintenance(config, states, finished);
       if (warnings.length) report.warnings = [...(report.warnings ?? []), ...warnings];
       return;
     }
@@ -130,7 +133,8 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
         for (const s of states) resultOf(s.db).createdDatabase = s.created;
       }
       const steps = states.flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "up" as const })));
-      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run" });
+      const finishes = options.to === undefined && DATABASES.every((db) => states.some((s) => s.db === db));
+      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run", finishes });
       for (const step of deploy.steps) resultOf(step.db).applied.push(step);
       const before = report.warnings ?? [];
       Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });

@@ -12,6 +12,8 @@ interface OurValue {
   migration_run: string;
   /** Set when the run could not undo itself: the value stays on until a person turns it off. */
   undo_failed?: true;
+  /** With undo_failed: the databases the run could not reach to undo. */
+  unreachable?: string[];
   /** The setting as it was, exactly (text of the json value, and its updated_at). */
   previous: { value: string; updated_at: string };
 }
@@ -34,21 +36,47 @@ function isOurs(value: unknown): value is OurValue {
   return typeof value === "object" && value !== null && "migration_run" in value && "previous" in value;
 }
 
+/** A value left on by a run that could not undo itself, as a later run found it. */
+export interface UndoFailedMark {
+  run: string;
+  unreachable: string[];
+  /** The mark itself, to put back when the later run does not finish the job. */
+  row: SavedSetting;
+}
+
 /**
- * Turns maintenance on; returns the setting as it was, to put back exactly, or undefined when there
- * is no setting (a database not migrated yet).
+ * Turns maintenance on; returns the setting as it was before any run of ours changed it (to put
+ * back exactly), and the undo_failed mark it found, if any. Undefined when there is no setting (a
+ * database not migrated yet).
  */
-export async function enableMaintenance(q: Queryable, runId: string): Promise<SavedSetting | undefined> {
+export async function enableMaintenance(q: Queryable, runId: string): Promise<{ previous: SavedSetting; marked?: UndoFailedMark } | undefined> {
   if (!(await tableExists(q, "system_settings"))) return undefined;
   const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
   if (!row) return undefined;
   const current: unknown = JSON.parse(row.value);
-  // Left on by a run that died: what that run replaced is what we put back. Left on because a run
-  // could not undo itself: that stays, and is what we put back.
-  const previous = isOurs(current) && !current.undo_failed ? current.previous : row;
+  // Left on by a run that died, or that could not undo itself: what that run replaced is what we
+  // put back, but the mark only when this run finishes the job (the caller decides).
+  const previous = isOurs(current) ? current.previous : row;
+  const marked = isOurs(current) && current.undo_failed ? { run: current.migration_run, unreachable: current.unreachable ?? [], row } : undefined;
   const value: OurValue = { enabled: true, message: MAINTENANCE_MESSAGE, migration_run: runId, previous };
   await q.query(`UPDATE system_settings SET value = $1::json, updated_at = now() WHERE key = 'maintenance_mode'`, [JSON.stringify(value)]);
-  return previous;
+  return { previous, ...(marked ? { marked } : {}) };
+}
+
+/** The undo_failed mark on maintenance_mode, if a run left one. */
+export async function readUndoFailed(q: Queryable): Promise<UndoFailedMark | undefined> {
+  if (!(await tableExists(q, "system_settings"))) return undefined;
+  const [row] = await rows<SavedSetting>(q, `SELECT value::text AS value, updated_at::text AS updated_at FROM system_settings WHERE key = 'maintenance_mode'`);
+  const current: unknown = row ? JSON.parse(row.value) : undefined;
+  return isOurs(current) && current.undo_failed ? { run: current.migration_run, unreachable: current.unreachable ?? [], row: row! } : undefined;
+}
+
+/** Whether a run still has a connection on this server (its id is in application_name). */
+export async function runAlive(q: Queryable, runId: string): Promise<boolean> {
+  const [alive] = await rows<{ alive: boolean }>(
+    q, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'ai-micro-migrations run ' || $1 OR application_name LIKE 'ai-micro-migrations run ' || $1 || ' %') AS alive`, [runId],
+  );
+  return alive.alive;
 }
 
 /**
@@ -60,10 +88,7 @@ export async function repairStaleMaintenance(q: Queryable): Promise<string | und
   const [row] = await rows<{ value: string }>(q, `SELECT value::text AS value FROM system_settings WHERE key = 'maintenance_mode'`);
   const current: unknown = row ? JSON.parse(row.value) : undefined;
   if (!isOurs(current) || current.undo_failed) return undefined;
-  const [alive] = await rows<{ alive: boolean }>(
-    q, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'ai-micro-migrations run ' || $1) AS alive`, [current.migration_run],
-  );
-  if (alive.alive) return undefined;
+  if (await runAlive(q, current.migration_run)) return undefined;
   await restoreMaintenance(q, current.previous, current.migration_run);
   return current.migration_run;
 }
@@ -83,12 +108,17 @@ export async function restoreMaintenance(q: Queryable, previous: SavedSetting, r
 }
 
 /** Marks the run's maintenance value as left on because undoing failed: no later run puts it back. */
-export async function markUndoFailed(q: Queryable, runId: string): Promise<void> {
+export async function markUndoFailed(q: Queryable, runId: string, unreachable: string[] = []): Promise<void> {
   await q.query(
-    `UPDATE system_settings SET value = (value::jsonb || '{"undo_failed": true}')::json
+    `UPDATE system_settings SET value = (value::jsonb || jsonb_build_object('undo_failed', true, 'unreachable', $2::jsonb))::json
       WHERE key = 'maintenance_mode' AND value::jsonb ->> 'migration_run' = $1`,
-    [runId],
+    [runId, JSON.stringify(unreachable)],
   );
+}
+
+/** Puts an undo_failed mark back exactly as it was found (a later run did not finish the job). */
+export async function putBackMark(q: Queryable, mark: UndoFailedMark, runId: string): Promise<void> {
+  await restoreMaintenance(q, mark.row, runId);
 }
 
 /** The maintenance window as the services read it: `{"enabled": ..., "message": ...}`. */
@@ -97,6 +127,10 @@ export interface MaintenanceState {
   message: string;
   /** Set while a deploy run holds it on. */
   run?: string;
+  /** The run could not undo itself: these databases were unreachable. */
+  undoFailed?: { unreachable: string[] };
+  /** Whether the run named in `run` still has a connection on admindb's server. */
+  runAlive?: boolean;
   updatedAt: string;
 }
 
@@ -109,7 +143,7 @@ export async function readMaintenance(q: Queryable): Promise<MaintenanceState | 
   return {
     enabled: value?.enabled === true,
     message: typeof value?.message === "string" ? value.message : "",
-    ...(isOurs(value) ? { run: value.migration_run } : {}),
+    ...(isOurs(value) ? { run: value.migration_run, ...(value.undo_failed ? { undoFailed: { unreachable: value.unreachable ?? [] } } : {}) } : {}),
     updatedAt: row.updated_at,
   };
 }

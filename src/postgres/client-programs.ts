@@ -51,14 +51,15 @@ export interface ToolResult {
 }
 
 /** Runs a client program and collects its output. */
-export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv): Promise<ToolResult> {
+export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    // `signal` (Ctrl-C) ends the program: its partial output is the caller's to remove.
+    const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    child.on("error", reject);
+    child.on("error", (error) => (signal?.aborted ? undefined : reject(error)));
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }

@@ -76,24 +76,7 @@ export async function openSessions(config: Config, dbs: DbName[], runId: string)
     });
     const session: ServerSession = { server, runId, client, targets, serverVersion: "", serverMajor: 0, locked: [] };
     opened.push(session);
-    client.on("error", () => (session.lost = true));
-    client.on("end", () => (session.lost = true));
-    try {
-      // Checked first, with plain SELECTs only: nothing may be SET through a pooler.
-      await checkNotPooled(client, first);
-      await checkPrimary(client, first);
-      const { rows } = await client.query<{ v: string; n: number }>(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
-      session.serverVersion = rows[0].v;
-      session.serverMajor = Math.floor(rows[0].n / 10000);
-      // Named, so other runs can tell whose lock they wait for. The session sits idle while the
-      // deploy works: a server-wide idle_session_timeout (PG 14+) must not end it, or a second run could get in.
-      await client.query(`SELECT set_config('application_name', $1, false)`, [applicationName(runId)]);
-      await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
-      // A lost host: the server notices within a minute and releases the locks.
-      await client.query(`SELECT set_config('tcp_keepalives_idle', '30', false), set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)`).catch(() => undefined);
-    } catch (error) {
-      throw describeError(error, first);
-    }
+    await prepareSession(session, client);
     return session;
   }));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -103,6 +86,74 @@ export async function openSessions(config: Config, dbs: DbName[], runId: string)
   }
   // Deploy order: the session of authdb's server first.
   return DATABASES.flatMap((db) => opened.filter((s) => s.targets[0].db === db));
+}
+
+/** Checks the server behind a fresh lock session and names the session after the run. */
+async function prepareSession(session: ServerSession, client: Client): Promise<void> {
+  const first = session.targets[0];
+  client.on("error", () => (session.lost = true));
+  client.on("end", () => (session.lost = true));
+  try {
+    // Checked first, with plain SELECTs only: nothing may be SET through a pooler.
+    await checkNotPooled(client, first);
+    await checkPrimary(client, first);
+    const { rows } = await client.query<{ v: string; n: number }>(`SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n`);
+    session.serverVersion = rows[0].v;
+    session.serverMajor = Math.floor(rows[0].n / 10000);
+    // Named, so other runs can tell whose lock they wait for. The session sits idle while the
+    // deploy works: a server-wide idle_session_timeout (PG 14+) must not end it, or a second run could get in.
+    await client.query(`SELECT set_config('application_name', $1, false)`, [applicationName(session.runId)]);
+    await client.query(`SELECT set_config('idle_session_timeout', '0', false)`).catch(() => undefined);
+    // A lost host: the server notices within a minute and releases the locks.
+    await client.query(`SELECT set_config('tcp_keepalives_idle', '30', false), set_config('tcp_keepalives_interval', '10', false), set_config('tcp_keepalives_count', '3', false)`).catch(() => undefined);
+  } catch (error) {
+    throw describeError(error, first);
+  }
+}
+
+/** Thrown when a run reconnects and finds another run holding a lock it had: it must stop. */
+export class LockTakenError extends MigrationError {}
+
+/**
+ * After the session's connection was lost (server restart, failover): a fresh connection to the
+ * same server, the same locks taken again at once. If another run holds one meanwhile, throws
+ * LockTakenError; a server still away throws its connection error (the caller retries).
+ */
+export async function reopenSession(session: ServerSession, config: Config): Promise<void> {
+  const first = session.targets[0];
+  const client = await connectClient(first, config.connectTimeoutMs, config.lockDatabase, null);
+  try {
+    await prepareSession(session, client);
+    for (const database of session.locked) {
+      const target = session.targets.find((t) => t.database === database) ?? first;
+      const { rows } = await client.query(`SELECT pg_try_advisory_lock($1::int, $2::int) AS locked`, [LOCK_KEY, lockKeyOf(database)]);
+      if (!rows[0].locked) {
+        const holder = await holderOf(client, database);
+        throw new LockTakenError(`${holder?.runId ? `run ${holder.runId}` : "another session"} took the deploy lock while this run was reconnecting`, target.db);
+      }
+    }
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
+  }
+  const old = session.client;
+  session.client = client;
+  session.lost = false;
+  old.removeAllListeners();
+  old.on("error", () => undefined);
+  await old.end().catch(() => undefined);
+}
+
+/** Whether the session's connection still answers (a restart may not have been noticed yet). */
+export async function sessionAlive(session: ServerSession): Promise<boolean> {
+  if (session.lost) return false;
+  try {
+    await session.client.query("SELECT 1");
+    return true;
+  } catch {
+    session.lost = true;
+    return false;
+  }
 }
 
 async function holderOf(client: Client, database: string): Promise<LockHolder | undefined> {
