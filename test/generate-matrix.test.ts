@@ -1,7 +1,7 @@
 // The conformance matrix of migration:generate: one case per kind of entity change, on real
 // PostgreSQL with rows in every table. Each case edits the entities the way a developer would (in
 // TypeORM's metadata, undone after the case), then: generate (the SQL it writes, or its refusal),
-// lint (the deploy's own), migration:run, migration:check clean, `generate --check` empty, and
+// lint (the deploy's own), migration:rehearse (up, down, up on a copy), migration:run, migration:check clean, `generate --check` empty, and
 // migration:revert, then up and down again (a rehearsal's up -> down -> up), with the values of the
 // columns that must survive compared by count and md5 before, after each run and after each revert. README.md's matrix table is this file's summary.
 import * as fs from "fs";
@@ -10,6 +10,7 @@ import { ENTITIES as entities } from "../src/postgres/data-source";
 import { checkDatabases } from "../src/commands/check";
 import { generateMigrations, GenerateOptions } from "../src/commands/generate";
 import { lintMigrations } from "../src/commands/lint";
+import { rehearseMigrations } from "../src/commands/rehearse";
 import { revertMigrations } from "../src/commands/revert";
 import { runMigrations } from "../src/commands/run";
 import { loadConfig } from "../src/config";
@@ -143,6 +144,11 @@ async function runCase(c: Case): Promise<void> {
 
     const lint = await lintMigrations(config, { dbs: [c.db] });
     expect(lint.databases[0].findings.map((f) => f.rule).sort()).toEqual([...(c.lintRefuses ?? [])].sort());
+
+    // migration:rehearse: up, down and up again on a scratch copy of the database, rows included.
+    const rehearsal = await rehearseMigrations(config, { dbs: [c.db], timeouts: DEFAULT_TIMEOUTS });
+    expect(rehearsal.failure).toBeUndefined();
+    expect(rehearsal.databases.map((d) => [d.sameSchemaAfterDownUp, d.downRestoresSchema])).toEqual([[true, true]]);
 
     const run = await runMigrations(config, { dbs: [c.db], ...deploy, unsafe: !!c.lintRefuses?.length });
     expect(run.failure).toBeUndefined();

@@ -3,6 +3,7 @@
 // a db:backup archive (and one whose checksum does not match); a given --scratch-url database left
 // empty; Ctrl-C; leftovers of a killed rehearsal. The real databases and the server's database list
 // stay exactly as they were.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -172,15 +173,18 @@ describe("a rehearsal of good migrations", () => {
     expect(text).toMatch(/: ok \(/);
   });
 
-  it("removes the scratch database and temp directory a killed rehearsal left, and keeps those of a run still connected", async () => {
+  it("removes the scratch database and temp directory a killed rehearsal left, and keeps those of a run still connected or still running", async () => {
     const dead = scratchName(dbs.names.apidb, "20200101T000000Z-dead");
     const live = scratchName(dbs.names.apidb, "20200101T000000Z-0a1e");
     await withClient("postgres", async (c) => {
       await c.query(`CREATE DATABASE "${dead}"`);
       await c.query(`CREATE DATABASE "${live}"`);
     });
-    const deadDir = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-rehearsal-20200101T000000Z-dead-"));
+    const exited = spawnSync("true").pid; // a process that is gone
+    const deadDir = fs.mkdtempSync(path.join(os.tmpdir(), `aimig-rehearsal-20200101T000000Z-dead-${exited}-`));
     fs.writeFileSync(path.join(deadDir, "toc.dat"), "left by a killed run");
+    // A rehearsal still running (this process) of another server: its run has no connection here.
+    const otherServerDir = fs.mkdtempSync(path.join(os.tmpdir(), `aimig-rehearsal-20200101T000000Z-beef-${process.pid}-`));
     const holder = new Client({ connectionString: serverUrl("postgres"), application_name: applicationName("20200101T000000Z-0a1e") });
     await holder.connect();
     try {
@@ -193,7 +197,9 @@ describe("a rehearsal of good migrations", () => {
       expect(left).toContain(live);
       expect(report.removedLeftovers).toContain(deadDir);
       expect(fs.existsSync(deadDir)).toBe(false);
+      expect(fs.existsSync(otherServerDir)).toBe(true);
     } finally {
+      fs.rmSync(otherServerDir, { recursive: true, force: true });
       await holder.end();
       await withClient("postgres", (c) => c.query(`DROP DATABASE IF EXISTS "${live}" WITH (FORCE)`));
     }

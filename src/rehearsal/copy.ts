@@ -76,18 +76,32 @@ export function sizeText(bytes: number): string {
   return `${(bytes / 1073741824).toFixed(1)} GiB`;
 }
 
-/** The temp directories of rehearsal copies: `aimig-rehearsal-<run id>-XXXXXX`. */
+/**
+ * The temp directories of rehearsal copies: `aimig-rehearsal-<run id>-<pid>-XXXXXX`. The pid tells
+ * a live rehearsal's directory from a killed one's, whichever server the rehearsal copies from.
+ */
 const TEMP_PREFIX = "aimig-rehearsal-";
-const TEMP_NAME = /^aimig-rehearsal-(\d{8}T\d{6}Z-[0-9a-f]{4})-/;
+const TEMP_NAME = /^aimig-rehearsal-(\d{8}T\d{6}Z-[0-9a-f]{4})-(\d+)-/;
 
-/** Temp directories earlier rehearsals left (this user's), with their run ids. */
+/** Whether a process of this machine is still running. */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"; // alive, another user's
+  }
+}
+
+/** Temp directories earlier rehearsals left (this user's, their process gone), with their run ids. */
 export function leftoverCopyDirs(): Array<{ dir: string; runId: string }> {
   const root = os.tmpdir();
   const uid = process.getuid?.();
   const out: Array<{ dir: string; runId: string }> = [];
   for (const name of fs.readdirSync(root)) {
-    const runId = TEMP_NAME.exec(name)?.[1];
-    if (!runId) continue;
+    const m = TEMP_NAME.exec(name);
+    if (!m || processAlive(Number(m[2]))) continue;
+    const runId = m[1];
     try {
       if (uid !== undefined && fs.statSync(path.join(root, name)).uid !== uid) continue;
     } catch {
@@ -173,7 +187,7 @@ export async function dumpAndRestore(source: CopySource, scratch: DbTarget, opti
   // The newest client programs installed (pg_dump itself refuses a server newer than it).
   const pgDump = findPgTool("pg_dump", 0);
   const pgRestore = findPgTool("pg_restore", 0);
-  const temp = fs.mkdtempSync(path.join(os.tmpdir(), `${TEMP_PREFIX}${runId}-`));
+  const temp = fs.mkdtempSync(path.join(os.tmpdir(), `${TEMP_PREFIX}${runId}-${process.pid}-`));
   try {
     fs.chmodSync(temp, 0o700);
     let archive: string;

@@ -73,7 +73,8 @@ const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /**
  * Removes what killed rehearsals left: scratch databases of `targets` (by name) whose run has no
- * connection on their server, and this user's temp directories of such runs. Returns what it
+ * connection on their server, and this user's temp directories whose process is gone (a live
+ * rehearsal of another server keeps its own). Returns what it
  * removed, and warnings for what it could not.
  */
 export async function removeLeftovers(targets: DbTarget[], connectTimeoutMs: number, runId: string): Promise<{ removed: string[]; warnings: string[] }> {
@@ -106,7 +107,6 @@ export async function removeLeftovers(targets: DbTarget[], connectTimeoutMs: num
           }
         }
       }
-      for (const d of dirs) if (await runIsAlive(admin, d.runId)) aliveSomewhere.add(d.runId);
     } finally {
       await admin.end().catch(() => undefined);
     }
