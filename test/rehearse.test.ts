@@ -40,10 +40,13 @@ ${body(down)}
 `);
 }
 
-/** What must not change: the server's databases (ours and any scratch), and each database's applied migrations. */
+/**
+ * What must not change: the server's databases (ours and any scratch of this file's: other test files
+ * rehearse on the same server at the same time), and each database's applied migrations.
+ */
 async function serverState(dbs: TestDatabases): Promise<{ databases: string[]; applied: Record<string, string[]> }> {
   const databases = await withClient("postgres", async (c) => (await c.query(
-    `SELECT datname FROM pg_database WHERE datname LIKE ANY($1) OR datname LIKE '%\\_rehearsal\\_%' ORDER BY 1`,
+    `SELECT datname FROM pg_database WHERE datname LIKE ANY($1) OR (datname LIKE '%\\_rehearsal\\_%' AND datname LIKE '%\\_rehearse\\_%') ORDER BY 1`,
     [DATABASES.map((db) => `${dbs.names[db]}%`)],
   )).rows.map((r) => r.datname as string));
   const applied: Record<string, string[]> = {};
@@ -53,8 +56,9 @@ async function serverState(dbs: TestDatabases): Promise<{ databases: string[]; a
   return { databases, applied };
 }
 
+/** Scratch databases of this file's rehearsals (its databases are all named `<db>_rehearse..._<hex>`). */
 async function scratchDatabases(): Promise<string[]> {
-  return withClient("postgres", async (c) => (await c.query(`SELECT datname FROM pg_database WHERE datname LIKE '%\\_rehearsal\\_%'`)).rows.map((r) => r.datname as string));
+  return withClient("postgres", async (c) => (await c.query(`SELECT datname FROM pg_database WHERE datname LIKE '%\\_rehearsal\\_%' AND datname LIKE '%\\_rehearse\\_%'`)).rows.map((r) => r.datname as string));
 }
 
 
