@@ -92,6 +92,7 @@ function deployOptions(flags: Flags): DeployFlags {
     progress: progressFor(json),
     onWait: print.waiting,
     onLockRetry: print.lockRetry,
+    onEvent: json ? undefined : print.backfill,
     signal: interruptSignal(json),
   };
 }
@@ -217,6 +218,20 @@ const COMMANDS: CommandDef[] = [
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
       const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
       const report = await runMigrations(await configure(flags), options);
+      emit(flags, report, () => print.run(report));
+      return report.status === "failed" ? EXIT.failed : EXIT.ok;
+    },
+  },
+  {
+    name: "migration:complete",
+    summary: "second phase of expand/contract: apply pending contract migrations, after the new app is live",
+    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, force: true, keepMaintenance: true, json: true },
+    example: "npm run migration:complete -- --db apidb   (after: migration:run, deploy the app, health check)",
+    async run(flags) {
+      if (flags.force) console.error("warning: --force: contracting even if a client wrote an old column within MIGRATION_CONTRACT_IDLE");
+      const config = await configure(flags);
+      const options = { ...deployOptions(flags), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, keepMaintenance: flags.keepMaintenance, phase: "contract" as const, force: flags.force, contractIdle: config.evolve.contractIdle };
+      const report = await runMigrations(config, options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     },

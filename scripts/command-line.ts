@@ -24,6 +24,7 @@ const FLAGS = {
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
+  force: { syntax: "--force", description: "contract even if a client wrote an old column within MIGRATION_CONTRACT_IDLE" },
 } as const;
 
 export type FlagName = keyof typeof FLAGS;
@@ -51,6 +52,7 @@ export interface Flags {
   failOnPending?: boolean;
   fromBackup?: string;
   scratchUrl?: string;
+  force?: boolean;
 }
 
 export interface CommandDef {

@@ -33,6 +33,35 @@ export interface Config {
   backupCompression: number;
   /** The database on each server where the deploy locks are held (MIGRATION_LOCK_DATABASE, default `postgres`). */
   lockDatabase: string;
+  /** Expand/contract and backfill settings (MIGRATION_BACKFILL_*, MIGRATION_CONTRACT_IDLE). */
+  evolve: EvolveSettings;
+}
+
+/** Settings of expand/contract migrations and their batched backfills. */
+export interface EvolveSettings {
+  /** Rows per backfill batch, each its own short transaction (MIGRATION_BACKFILL_BATCH, default 1000). */
+  batchSize: number;
+  /** A backfill waits while a streaming replica is further behind than this (MIGRATION_BACKFILL_MAX_REPLICA_LAG, default 5s). */
+  maxReplicaLag: string;
+  /** migration:complete refuses while a client wrote an old column more recently than this (MIGRATION_CONTRACT_IDLE, default 5min). */
+  contractIdle: string;
+}
+
+const DURATION = /^\d+\s*(ms|s|min|h|d)?$/;
+
+/** The expand/contract settings from an environment, checked (a UsageError names the variable). */
+export function evolveSettings(env: Env): EvolveSettings {
+  const duration = (variable: string, fallback: string) => {
+    const raw = env[variable];
+    if (raw === undefined || raw === "") return fallback;
+    if (!DURATION.test(raw.trim())) throw new UsageError(`${variable} must be a duration like 5s, 500ms, 15min or 0 (got ${JSON.stringify(raw)})`);
+    return raw.trim();
+  };
+  return {
+    batchSize: positiveInt(env.MIGRATION_BACKFILL_BATCH, "MIGRATION_BACKFILL_BATCH", 1000),
+    maxReplicaLag: duration("MIGRATION_BACKFILL_MAX_REPLICA_LAG", "5s"),
+    contractIdle: duration("MIGRATION_CONTRACT_IDLE", "5min"),
+  };
 }
 
 export type Env = Record<string, string | undefined>;
@@ -114,6 +143,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const migrationsDir = migrationsRootFrom(env);
   const backupCompression = compressionLevel(env.MIGRATION_BACKUP_COMPRESSION);
   const lockDatabase = env.MIGRATION_LOCK_DATABASE || "postgres";
+  const evolve = evolveSettings(env);
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -124,7 +154,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, evolve };
   }
 
   // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
@@ -152,7 +182,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, evolve };
 }
 
 /** pg_dump's compression level: 1 keeps most of the size gain at a fraction of the default's CPU. */

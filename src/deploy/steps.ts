@@ -13,6 +13,7 @@ import { applyMigration, StepResult, Timeouts } from "../runner/migrator";
 import type { DbState } from "./plan";
 import type { Queryable } from "../postgres/sql";
 import type { LockRetry } from "../runner/lock-retries";
+import type { MigrationEvent } from "../runner/migration-runtime";
 
 export interface Step {
   state: DbState;
@@ -35,6 +36,8 @@ export interface DeployOptions {
   onLockRetry?: (event: LockRetry & { db: DbName; migration: string }) => void;
   /** Aborted (Ctrl-C): stop before the next step and undo what this run did. */
   signal?: AbortSignal;
+  /** What helpers inside a migration report: a backfill's progress and pauses. */
+  onEvent?: (event: MigrationEvent & { db: DbName }) => void;
 }
 
 export interface DeployFailure {
@@ -72,13 +75,14 @@ function cancelVia(state: DbState): ((pid: number) => Promise<unknown>) | undefi
   return session ? (pid) => session.client.query(`SELECT pg_cancel_backend($1)`, [pid]) : undefined;
 }
 
-async function undo(done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
+async function undo(config: Config, done: Step[], options: DeployOptions, failure: DeployFailure): Promise<void> {
   for (const step of [...done].reverse()) {
     const direction = step.direction === "up" ? "down" : "up";
     try {
       await applyMigration(step.state.dataSource, step.file, direction, {
         runId: options.runId, command: options.reason, timeouts: options.timeouts, cancelBackend: cancelVia(step.state),
         onRetry: (retry) => options.onLockRetry?.({ ...retry, db: step.state.db, migration: step.file.name }),
+        evolve: config.evolve, onEvent: (event) => options.onEvent?.({ ...event, db: step.state.db }),
       });
       failure.undone.push({ db: step.state.db, name: step.file.name, direction });
     } catch (error) {
@@ -169,6 +173,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           const r = await applyMigration(step.state.dataSource, step.file, step.direction, {
             runId: options.runId, command: options.reason, timeouts: options.timeouts, signal: options.signal, cancelBackend: cancelVia(step.state),
             onRetry: (retry) => options.onLockRetry?.({ ...retry, db: step.state.db, migration: step.file.name }),
+            evolve: config.evolve, onEvent: (e) => options.onEvent?.({ ...e, db: step.state.db }),
           });
           options.progress?.({ ...event, phase: "end" });
           result.steps.push({ ...r, db: step.state.db });
@@ -183,7 +188,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           break;
         }
       }
-      if (result.failure) await undo(done, options, result.failure);
+      if (result.failure) await undo(config, done, options, result.failure);
     } finally {
       if (settings && maintenance) {
         if (result.failure?.undoFailed) {
