@@ -182,7 +182,9 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           options.progress?.({ ...event, phase: "end" });
           let message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
           // Outside a transaction nothing rolled back: say so, or the next run trips over the leftovers.
-          if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
+          // Expand/contract steps are each safe to run again (src/evolve): no partial state to check by hand.
+          if ((step.file.migration as { evolve?: unknown }).evolve) message += " (its steps are safe to run again)";
+          else if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
           else if (/cannot run inside a transaction block/.test(message)) message += " (set `transaction = false` in the migration: CONCURRENTLY runs outside a transaction)";
           result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], restoreCommand };
           break;
