@@ -62,8 +62,11 @@ const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
 
 interface Write { start: number; end: number; ms: number; error?: string }
 
-/** A service: UPDATE of a random row's column at RATE writes/s on fixed scheduled times; latency from the schedule. */
-function service(url: string, column: string, tag: string) {
+/**
+ * A service: UPDATE of a random row's column at RATE writes/s on fixed scheduled times; latency from
+ * the schedule. The old service writes odd rows, the new one even rows: each row's last value is known.
+ */
+function service(url: string, column: string, tag: string, parity: 0 | 1) {
   const client = new Client({ connectionString: url, application_name: `bench-${tag}` });
   client.on("error", () => undefined);
   const log: Write[] = [];
@@ -77,7 +80,7 @@ function service(url: string, column: string, tag: string) {
       const scheduled = t0 + i / RATE;
       const wait = scheduled - now();
       if (wait > 0) await sleep(wait);
-      const g = 1 + Math.floor(Math.random() * ROWS);
+      const g = parity + 2 * (1 + Math.floor(Math.random() * Math.floor((ROWS - 1) / 2)));
       const value = `${tag}${i}`;
       try {
         await client.query(`UPDATE profiles SET "${col}" = $1 WHERE id = md5($2::text)::uuid`, [value, g]);
@@ -138,6 +141,8 @@ interface Result {
   lost: number;
   longestMs: number;
   writesDuring: number;
+  /** The longest write in the 2 s before the deploy: the machine's own noise. */
+  longestBeforeMs: number;
   deployS: number;
   backfillRowsS?: number;
 }
@@ -163,7 +168,7 @@ async function deploy(server: TestServer, base: string, template: Record<string,
     }
   };
   let backfillRowsS: number | undefined;
-  const oldService = service(url, oldCol, "o");
+  const oldService = service(url, oldCol, "o", 1);
   const services = [oldService];
   try {
     await sleep(2);
@@ -175,7 +180,7 @@ async function deploy(server: TestServer, base: string, template: Record<string,
       await window(() => query(url, `BEGIN; SET lock_timeout = 0; ${BASELINE_SQL[tool]}; COMMIT`));
     }
     // The rolling deploy: the new version starts; then the old one is gone.
-    const newService = service(url, newCol, "n");
+    const newService = service(url, newCol, "n", 0);
     services.push(newService);
     await sleep(2);
     await oldService.stop();
@@ -192,15 +197,13 @@ async function deploy(server: TestServer, base: string, template: Record<string,
   // Values lost: rows whose final column is not the last value written to it (or the seeded one).
   const finalCol = scenario === "rename" ? "phone_number" : "address";
   const seeded = scenario === "rename" ? `'p' || bench_g` : `'street ' || bench_g`;
-  const written = new Map<number, string>([...oldService.written, ...services[1]?.written ?? []]);
   const c = new Client({ connectionString: url });
   await c.connect();
   let lost: number;
   try {
-    // Later writes win: the new service's map is applied last, and each service wrote each row in order.
+    // Each row is written by one service only (odd/even), in order: its last value is known.
     const order = [...oldService.written.entries(), ...(services[1]?.written.entries() ?? [])];
     const last = new Map<number, string>(order);
-    void written;
     await c.query(`CREATE TEMP TABLE expected (g int PRIMARY KEY, v text)`);
     await c.query(`INSERT INTO expected SELECT * FROM unnest($1::int[], $2::text[])`, [[...last.keys()], [...last.values()]]);
     const cols = (await c.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'profiles' AND column_name = $1`, [finalCol])).rowCount;
@@ -219,13 +222,14 @@ async function deploy(server: TestServer, base: string, template: Record<string,
   return {
     scenario, tool, errorsOld: errors(oldService).length, errorsNew: services[1] ? errors(services[1]).length : 0, firstError, lost,
     longestMs: Math.max(0, ...during.map((w) => w.ms)), writesDuring: during.length,
+    longestBeforeMs: Math.max(0, ...oldService.log.filter((w) => w.end < windows[0][0] && w.start > oldService.log[0].start + 0.5).map((w) => w.ms)),
     deployS: windows.reduce((n, [a, b]) => n + (b - a), 0), backfillRowsS,
   };
 }
 
 function printTable(title: string, results: Result[]): void {
-  const header = ["tool", "errors old svc", "errors new svc", "values lost", "longest write during deploy", "writes during", "deploy", "backfill"];
-  const cells = results.map((r) => [TOOL_NAMES[r.tool], String(r.errorsOld), String(r.errorsNew), String(r.lost), `${r.longestMs.toFixed(1)} ms`, String(r.writesDuring), `${r.deployS.toFixed(2)} s`, r.backfillRowsS ? `${r.backfillRowsS} rows/s` : "-"]);
+  const header = ["tool", "errors old svc", "errors new svc", "values lost", "longest write during deploy", "writes during", "longest write before", "deploy", "backfill"];
+  const cells = results.map((r) => [TOOL_NAMES[r.tool], String(r.errorsOld), String(r.errorsNew), String(r.lost), `${r.longestMs.toFixed(1)} ms`, String(r.writesDuring), `${r.longestBeforeMs.toFixed(1)} ms`, `${r.deployS.toFixed(2)} s`, r.backfillRowsS ? `${r.backfillRowsS} rows/s` : "-"]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   console.log(title);
   console.log("  " + header.map((h, i) => h.padEnd(widths[i])).join("  "));
@@ -244,8 +248,8 @@ runBench(async (server) => {
     // bench_g: which row pgbench-style writers address (id = md5(g)), and what its seeded values were.
     await sql(server, template.apidb, `ALTER TABLE profiles ADD COLUMN bench_g int;
       INSERT INTO profiles (id, user_id, name, phone, address, bench_g)
-        SELECT md5(g::text)::uuid, md5('u' || g)::uuid, 'name ' || g, 'p' || g, 'street ' || g, g FROM generate_series(1, ${ROWS}) g;
-      VACUUM ANALYZE profiles;`);
+        SELECT md5(g::text)::uuid, md5('u' || g)::uuid, 'name ' || g, 'p' || g, 'street ' || g, g FROM generate_series(1, ${ROWS}) g`);
+    await sql(server, template.apidb, `VACUUM ANALYZE profiles`);
     console.log(`seeded ${ROWS} profiles in ${(now() - seeded).toFixed(1)} s; old and new service ${RATE} writes/s each (UPDATE by primary key); machine shared with other jobs (load ${os.loadavg()[0].toFixed(1)})`);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require("../bin/build").ensureBuilt();

@@ -226,7 +226,7 @@ const COMMANDS: CommandDef[] = [
     name: "migration:complete",
     summary: "second phase of expand/contract: apply pending contract migrations, after the new app is live",
     flags: { db: true, to: true, dryRun: true, backup: true, keep: true, force: true, keepMaintenance: true, json: true },
-    example: "npm run migration:complete -- --db apidb   (after: migration:run, deploy the app, health check)",
+    example: "npm run migration:complete -- --db apidb",
     async run(flags) {
       if (flags.force) console.error("warning: --force: contracting even if a client wrote an old column within MIGRATION_CONTRACT_IDLE");
       const config = await configure(flags);

@@ -25,11 +25,12 @@ export function changesOf(migration: unknown): EvolveChange[] {
   return Array.isArray(declared) ? (declared as EvolveChange[]) : [];
 }
 
-/** For each renamed, retyped or dropped column: its last write by a client, against `idle` (e.g. "5min"). */
+/** For each renamed or dropped column: its last write by a client, against `idle` (e.g. "5min"). */
 export async function oldColumnUse(q: Queryable, changes: EvolveChange[], idle: string): Promise<OldColumnUse[]> {
   const present = await tableExists(q, EVOLVE_TABLE);
   const out: OldColumnUse[] = [];
-  for (const change of changes) {
+  // A type change keeps the name: old and new services both write it, before and after the contract.
+  for (const change of changes.filter((c) => c.kind !== "change-type")) {
     const base = { table: change.table, column: oldColumn(change) };
     const [row] = present
       ? await rows<{ last: Date | null; ago: number | null; recent: boolean }>(q,

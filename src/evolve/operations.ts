@@ -29,6 +29,8 @@ async function columnExists(qr: Runner, table: string, column: string): Promise<
   return r?.present === true;
 }
 
+const sqlLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
 const notNullCheck = (table: string, column: string) => fitName(`${table}_${column}_not_null`);
 
 async function constraintExists(qr: Runner, table: string, name: string): Promise<boolean> {
@@ -36,8 +38,9 @@ async function constraintExists(qr: Runner, table: string, name: string): Promis
   return r?.present === true;
 }
 
+/** Statements sent in one round trip: inside a short transaction, the table lock is held no longer than the server needs. */
 async function run(qr: Runner, statements: string[]): Promise<void> {
-  for (const s of statements) await qr.query(s);
+  if (statements.length) await qr.query(statements.join(";\n"));
 }
 
 interface IndexInfo {
@@ -53,7 +56,7 @@ async function indexesOn(qr: Runner, table: string, column: string): Promise<Ind
   return rows<IndexInfo>(qr, `
     SELECT c.relname AS name, i.indisunique AS unique, am.amname AS method,
            array(SELECT coalesce(a.attname, '?') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
-                 LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns,
+                 LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)::text[] AS columns,
            (i.indexprs IS NULL AND i.indpred IS NULL) AS simple
       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
       JOIN pg_attribute col ON col.attrelid = i.indrelid AND col.attname = $2
@@ -82,11 +85,8 @@ async function validateNotNull(qr: Runner, table: string, column: string): Promi
   ]));
 }
 
-async function addNotNullCheck(qr: Runner, table: string, column: string): Promise<void> {
-  const check = notNullCheck(table, column);
-  if (!(await constraintExists(qr, table, check))) {
-    await qr.query(`ALTER TABLE public.${q(table)} ADD CONSTRAINT ${q(check)} CHECK (${q(column)} IS NOT NULL) NOT VALID`);
-  }
+function addNotNullCheckSql(table: string, column: string): string {
+  return `ALTER TABLE public.${q(table)} ADD CONSTRAINT ${q(notNullCheck(table, column))} CHECK (${q(column)} IS NOT NULL) NOT VALID`;
 }
 
 const cursorName = (change: EvolveChange, phase: string) => `evolve:${watchId(change)}:${phase}`;
@@ -99,12 +99,14 @@ export async function expand(qr: Runner, changes: EvolveChange[]): Promise<void>
     const table = change.table;
     const oldC = oldColumn(change);
     const newC = newColumn(change)!;
-    await inShortTransaction(qr, async (t) => {
-      await run(t, [...bookkeepingSql(), ...conversionSql(change)]);
-      await t.query(`ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(newC)} ${newType(change)}`);
-      if (change.notNull) await addNotNullCheck(t, table, newC);
-      await run(t, [...triggerSql(change), watchSql(change)]);
-    });
+    await inShortTransaction(qr, (t) => run(t, [...bookkeepingSql(), ...conversionSql(change), triggerSql(change)[0], watchSql(change)]));
+    const hasCheck = change.notNull && (await constraintExists(qr, table, notNullCheck(table, newC)));
+    // The table's lock (ACCESS EXCLUSIVE, brief) only for what needs it, in one round trip.
+    await inShortTransaction(qr, (t) => run(t, [
+      `ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(newC)} ${newType(change)}`,
+      ...(change.notNull && !hasCheck ? [addNotNullCheckSql(table, newC)] : []),
+      triggerSql(change)[1],
+    ]));
     await backfill(qr, {
       table, name: cursorName(change, "expand"),
       set: `${q(newC)} = ${toNewSql(change, q(oldC))}`, where: `${q(newC)} IS NULL AND ${q(oldC)} IS NOT NULL`,
@@ -119,11 +121,12 @@ export async function undoExpand(qr: Runner, changes: EvolveChange[]): Promise<v
   requireOwnTransactions(qr, "undoing an expand");
   for (const change of [...changes].reverse()) {
     if (change.kind === "drop-column") continue;
+    await inShortTransaction(qr, (t) => run(t, [...dropTriggerSql(change), `ALTER TABLE public.${q(change.table)} DROP COLUMN IF EXISTS ${q(newColumn(change)!)}`]));
     await inShortTransaction(qr, async (t) => {
-      await run(t, dropTriggerSql(change));
-      await t.query(`ALTER TABLE public.${q(change.table)} DROP COLUMN IF EXISTS ${q(newColumn(change)!)}`);
       await t.query(`DELETE FROM "${EVOLVE_TABLE}" WHERE id = $1`, [watchId(change)]);
-      await t.query(`DELETE FROM "migrations_backfill" WHERE name LIKE $1`, [`evolve:${watchId(change)}:%`]).catch(() => undefined);
+      if ((await rows<{ present: boolean }>(t, `SELECT to_regclass('public.migrations_backfill') IS NOT NULL AS present`))[0]?.present) {
+        await t.query(`DELETE FROM "migrations_backfill" WHERE name LIKE $1`, [`evolve:${watchId(change)}:%`]);
+      }
     });
   }
 }
@@ -150,10 +153,7 @@ export async function contract(qr: Runner, changes: EvolveChange[]): Promise<voi
     const table = change.table;
     const oldC = oldColumn(change);
     if (change.kind === "drop-column") {
-      await inShortTransaction(qr, (t) => run(t, [`ALTER TABLE public.${q(table)} DROP COLUMN IF EXISTS ${q(oldC)}`, `DELETE FROM "${EVOLVE_TABLE}" WHERE id = '${watchId(change).replace(/'/g, "''")}'`]).catch(async (e) => {
-        if ((e as { code?: string }).code === "42P01") return; // no bookkeeping table: nothing was watched
-        throw e;
-      }));
+      await inShortTransaction(qr, (t) => run(t, [`ALTER TABLE public.${q(table)} DROP COLUMN IF EXISTS ${q(oldC)}`]));
       continue;
     }
     const newC = newColumn(change)!;
@@ -164,21 +164,18 @@ export async function contract(qr: Runner, changes: EvolveChange[]): Promise<voi
       throw new Error(`${table}: ${diff.rows} row${diff.rows === 1 ? "" : "s"} where ${oldC} and ${newC} differ (first key: ${diff.sampleKey}): nothing dropped; fix them (or undo the expand) and run migration:complete again`);
     }
     const renames = change.kind === "change-type" ? await indexesOn(qr, table, newC) : [];
-    await inShortTransaction(qr, async (t) => {
-      await run(t, dropTriggerSql(change));
-      await t.query(`ALTER TABLE public.${q(table)} DROP COLUMN IF EXISTS ${q(oldC)}`);
-      const final = change.kind === "change-type" ? oldC : newC;
-      if (change.kind === "change-type") {
-        await t.query(`ALTER TABLE public.${q(table)} RENAME COLUMN ${q(newC)} TO ${q(oldC)}`);
-        for (const index of renames) await t.query(`ALTER INDEX public.${q(index.name)} RENAME TO ${q(counterpartIndex(index.name, newC, oldC))}`);
-      }
-      if (change.notNull) {
-        await t.query(`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(final)} SET NOT NULL`);
-        await t.query(`ALTER TABLE public.${q(table)} DROP CONSTRAINT IF EXISTS ${q(notNullCheck(table, newC))}`);
-      }
-      if (change.default !== undefined) await t.query(`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(final)} SET DEFAULT ${change.default}`);
-      await t.query(`DELETE FROM "${EVOLVE_TABLE}" WHERE id = $1`, [watchId(change)]);
-    });
+    const final = change.kind === "change-type" ? oldC : newC;
+    // One round trip in one short transaction: the table is locked for the server's work only (no rewrite, no scan).
+    await inShortTransaction(qr, (t) => run(t, [
+      ...dropTriggerSql(change),
+      `ALTER TABLE public.${q(table)} DROP COLUMN IF EXISTS ${q(oldC)}`,
+      ...(change.kind === "change-type"
+        ? [`ALTER TABLE public.${q(table)} RENAME COLUMN ${q(newC)} TO ${q(oldC)}`, ...renames.map((index) => `ALTER INDEX public.${q(index.name)} RENAME TO ${q(counterpartIndex(index.name, newC, oldC))}`)]
+        : []),
+      ...(change.notNull ? [`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(final)} SET NOT NULL`, `ALTER TABLE public.${q(table)} DROP CONSTRAINT IF EXISTS ${q(notNullCheck(table, newC))}`] : []),
+      ...(change.default !== undefined ? [`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(final)} SET DEFAULT ${change.default}`] : []),
+      `DELETE FROM "${EVOLVE_TABLE}" WHERE id = ${sqlLiteral(watchId(change))}`,
+    ]));
   }
 }
 
@@ -199,18 +196,17 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
     const done = !recording && (await columnExists(qr, table, change.kind === "change-type" ? newC : oldC));
     if (!done) {
       const renames = change.kind === "change-type" ? await indexesOn(qr, table, oldC) : [];
-      await inShortTransaction(qr, async (t) => {
-        if (change.kind === "change-type") {
-          for (const index of renames) await t.query(`ALTER INDEX public.${q(index.name)} RENAME TO ${q(counterpartIndex(index.name, oldC, newC))}`);
-          await t.query(`ALTER TABLE public.${q(table)} RENAME COLUMN ${q(oldC)} TO ${q(newC)}`);
-        }
+      await inShortTransaction(qr, (t) => run(t, [...bookkeepingSql(), ...conversionSql(change), triggerSql(change)[0], watchSql(change)]));
+      await inShortTransaction(qr, (t) => run(t, [
+        ...(change.kind === "change-type"
+          ? [...renames.map((index) => `ALTER INDEX public.${q(index.name)} RENAME TO ${q(counterpartIndex(index.name, oldC, newC))}`), `ALTER TABLE public.${q(table)} RENAME COLUMN ${q(oldC)} TO ${q(newC)}`]
+          : []),
         // In the expanded state the new column has no default: the trigger tells an old service's INSERT by its NULL.
-        await t.query(`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(newC)} DROP DEFAULT`);
-        await run(t, [...bookkeepingSql(), ...conversionSql(change)]);
-        await t.query(`ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(oldC)} ${oldType(change)}`);
-        if (change.notNull) await addNotNullCheck(t, table, oldC);
-        await run(t, [...triggerSql(change), watchSql(change)]);
-      });
+        `ALTER TABLE public.${q(table)} ALTER COLUMN ${q(newC)} DROP DEFAULT`,
+        `ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(oldC)} ${oldType(change)}`,
+        ...(change.notNull ? [addNotNullCheckSql(table, oldC)] : []),
+        triggerSql(change)[1],
+      ]));
     }
     await backfill(qr, {
       table, name: cursorName(change, "undo-contract"),
