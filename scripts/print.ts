@@ -94,8 +94,12 @@ function failureLines(failure: RunReport["failure"], maintenance: RunReport["mai
   if (failure.restoreCommand) console.error(`to restore the backup taken before this run: ${failure.restoreCommand}`);
 }
 
-/** A backfill's progress (every few seconds), pauses and end, on stderr. */
+/** A backfill's start, progress (every 10 s), pauses and end, on stderr. */
+let lastProgress = 0;
 export function backfill(event: BackfillEvent & { db: string }): void {
+  // Progress every 10 s at most; starts, pauses and ends always.
+  if (event.state === "progress" && Date.now() - lastProgress < 10_000) return;
+  if (event.state === "progress" || event.state === "started") lastProgress = Date.now();
   const where = `${event.db}: backfill ${event.table}`;
   const counts = `${event.rowsScanned}/${event.rowsTotal} rows (${event.rowsUpdated} updated), ${event.rowsPerSecond} rows/s`;
   if (event.state === "started") console.error(`${where}: started${event.resumedAfter ? `, resuming after key ${event.resumedAfter} (${event.rowsScanned} rows done before)` : ""}, ~${event.rowsTotal} rows`);
