@@ -24,7 +24,7 @@ const FLAGS = {
   allEnvs: { syntax: "--all-envs", description: "every environment with a .env.<name> file here" },
   keepMaintenance: { syntax: "--keep-maintenance", description: "leave maintenance mode on after success" },
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
-  force: { syntax: "--force", description: "contract even if a client wrote an old column within MIGRATION_CONTRACT_IDLE" },
+  force: { syntax: "--force", description: "contract despite recent writes to an old column" },
 } as const;
 
 export type FlagName = keyof typeof FLAGS;
