@@ -24,6 +24,8 @@ export interface BackfillOptions {
   batchSize?: number;
   /** Names the saved cursor; default: the migration, table and SET/WHERE text. */
   name?: string;
+  /** Settings for each batch's transaction only (SET LOCAL), e.g. `{ "migrations.evolve_backfill": "on" }`. */
+  setLocal?: Record<string, string>;
   /** Told of progress and pauses (default: the runner's channel, which the CLI prints). */
   onProgress?: (event: BackfillEvent) => void;
 }
@@ -162,6 +164,7 @@ export async function backfill(qr: QueryRunner, options: BackfillOptions): Promi
     }
     const statement = batchStatement(options.table, key, { set: options.set, where: options.where, batchSize, first: !last });
     const batch = await inShortTransaction(qr, async (q) => {
+      for (const [setting, value] of Object.entries(options.setLocal ?? {})) await q.query(`SELECT set_config($1, $2, true)`, [setting, value]);
       const [r] = await rows<{ scanned: number; updated: number; last: string[] | null }>(q, statement, last ?? []);
       if (r.scanned) {
         await q.query(`UPDATE "${CURSOR_TABLE}" SET last_key = $2, rows_scanned = rows_scanned + $3, rows_updated = rows_updated + $4, batches = batches + 1, updated_at = now() WHERE name = $1`,

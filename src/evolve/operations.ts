@@ -15,7 +15,7 @@ import { backfill } from "./backfill";
 import type { EvolveChange } from "./change";
 import { counterpartIndex, fitName, newColumn, oldColumn, watchId } from "./names";
 import { inShortTransaction, requireOwnTransactions } from "./short-transaction";
-import { bookkeepingSql, conversionSql, dropTriggerSql, EVOLVE_TABLE, newType, oldType, toNewSql, toOldSql, triggerSql, watchSql } from "./sync-trigger";
+import { BACKFILLING, bookkeepingSql, conversionSql, dropTriggerSql, EVOLVE_TABLE, newType, oldType, toNewSql, toOldSql, triggerSql, watchSql } from "./sync-trigger";
 
 type Runner = QueryRunner;
 
@@ -108,7 +108,7 @@ export async function expand(qr: Runner, changes: EvolveChange[]): Promise<void>
       triggerSql(change)[1],
     ]));
     await backfill(qr, {
-      table, name: cursorName(change, "expand"),
+      table, name: cursorName(change, "expand"), setLocal: { [BACKFILLING]: "on" },
       set: `${q(newC)} = ${toNewSql(change, q(oldC))}`, where: `${q(newC)} IS NULL AND ${q(oldC)} IS NOT NULL`,
     });
     if (change.notNull) await qr.query(`ALTER TABLE public.${q(table)} VALIDATE CONSTRAINT ${q(notNullCheck(table, newC))}`);
@@ -209,7 +209,7 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
       ]));
     }
     await backfill(qr, {
-      table, name: cursorName(change, "undo-contract"),
+      table, name: cursorName(change, "undo-contract"), setLocal: { [BACKFILLING]: "on" },
       set: `${q(oldC)} = ${toOldSql(change, q(newC))}`, where: `${q(oldC)} IS NULL AND ${q(newC)} IS NOT NULL`,
     });
     if (change.notNull) await validateNotNull(qr, table, oldC);
