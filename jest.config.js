@@ -4,6 +4,8 @@ module.exports = {
   roots: ["<rootDir>/test"],
   testMatch: ["**/*.test.ts"],
   transform: { "^.+\\.ts$": "ts-jest" },
+  // Migrations import the helpers by this name (src/runner/migration-files.ts resolves it outside jest).
+  moduleNameMapper: { "^ai-micro-migrations/evolve$": "<rootDir>/src/evolve/index.ts" },
   globalSetup: "<rootDir>/test/support/global-setup.ts",
   globalTeardown: "<rootDir>/test/support/global-teardown.ts",
   testTimeout: 120000,

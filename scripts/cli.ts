@@ -69,7 +69,7 @@ function interruptSignal(json: boolean, doing = "stopping after the current step
 
 type DeployFlags = Omit<RunOptions, "dbs" | "to" | "dryRun">;
 
-function deployOptions(flags: Flags, command: "run" | "revert"): DeployFlags {
+function deployOptions(flags: Flags, command: "run" | "complete" | "revert"): DeployFlags {
   const json = !!flags.json;
   const skipBackup = flags.backup === false;
   if (skipBackup) console.error("warning: --no-backup: no backup is taken; a failed run can only be undone by its down migrations");
@@ -87,6 +87,7 @@ function deployOptions(flags: Flags, command: "run" | "revert"): DeployFlags {
     onLockRetry: print.lockRetry,
     onDataLoss: print.dataLoss,
     onReconnect: print.reconnect,
+    onEvent: json ? undefined : print.backfill,
     signal: interruptSignal(json, undefined, () => print.hardStop(hardStopReport(live, command), json)),
   };
 }
@@ -174,6 +175,20 @@ const COMMANDS: CommandDef[] = [
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
       const options = { ...deployOptions(flags, "run"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
       const report = await runMigrations(await configure(flags), options);
+      emit(flags, report, () => print.run(report));
+      return report.status === "failed" ? EXIT.failed : EXIT.ok;
+    },
+  },
+  {
+    name: "migration:complete",
+    summary: "second phase of expand/contract: apply pending contract migrations, after the new app is live",
+    flags: { db: true, to: true, dryRun: true, backup: true, keep: true, force: true, keepMaintenance: true, json: true },
+    example: "npm run migration:complete -- --db apidb",
+    async run(flags) {
+      if (flags.force) console.error("warning: --force: contracting even if a client wrote an old column within MIGRATION_CONTRACT_IDLE");
+      const config = await configure(flags);
+      const options = { ...deployOptions(flags, "complete"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, keepMaintenance: flags.keepMaintenance, phase: "contract" as const, force: flags.force, contractIdle: config.evolve.contractIdle };
+      const report = await runMigrations(config, options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     },

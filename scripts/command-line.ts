@@ -27,6 +27,7 @@ export const FLAGS = {
   message: { syntax: "--message <text>", description: "the message the services show (with on)" },
   rename: { syntax: "--rename <spec>", description: "rename, values kept: t.old=new or old=new (repeatable)" },
   drop: { syntax: "--drop <spec>", description: "delete on purpose: t.column or table (repeatable)" },
+  force: { syntax: "--force", description: "contract despite recent writes to an old column" },
 } as const;
 
 /** Flags that may be given more than once: their values come as a list. */
@@ -60,6 +61,7 @@ export interface Flags {
   scratchUrl?: string;
   rename?: string[];
   drop?: string[];
+  force?: boolean;
 }
 
 export interface CommandDef {

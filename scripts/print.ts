@@ -1,5 +1,6 @@
 // Human output of each command's report: short, one line per database or step.
 import type { RunReport } from "../src/commands/run";
+import type { BackfillEvent } from "../src/runner/migration-runtime";
 import type { RevertReport } from "../src/commands/revert";
 import type { ShowReport } from "../src/commands/show";
 import type { GenerateReport } from "../src/commands/generate";
@@ -139,9 +140,33 @@ function outcomeLine(d: NonNullable<NonNullable<RunReport["failure"]>["databases
   }
 }
 
+/** A backfill's start, progress (every 10 s), pauses and end, on stderr. */
+let lastProgress = 0;
+export function backfill(event: BackfillEvent & { db: string }): void {
+  // Progress every 10 s at most; starts, pauses and ends always.
+  if (event.state === "progress" && Date.now() - lastProgress < 10_000) return;
+  if (event.state === "progress" || event.state === "started") lastProgress = Date.now();
+  const where = `${event.db}: backfill ${event.table}`;
+  const counts = `${event.rowsScanned}/${event.rowsTotal} rows (${event.rowsUpdated} updated), ${event.rowsPerSecond} rows/s`;
+  if (event.state === "started") console.error(`${where}: started${event.resumedAfter ? `, resuming after key ${event.resumedAfter} (${event.rowsScanned} rows done before)` : ""}, ~${event.rowsTotal} rows`);
+  else if (event.state === "progress") console.error(`${where}: ${counts}${event.etaSeconds !== undefined ? `, ~${event.etaSeconds} s left` : ""}`);
+  else if (event.state === "throttled") console.error(`${where}: waiting: ${event.reason}`);
+  else if (event.state === "resumed") console.error(`${where}: going on`);
+  else console.error(`${where}: done, ${counts}`);
+}
+
+function oldColumnLines(d: RunReport["databases"][number]): void {
+  for (const u of d.oldColumns ?? []) {
+    const when = !u.watched ? "not recorded (nothing watched it: a dropped column has no expand)" : u.lastWrite ? `last written by a client ${u.secondsAgo}s ago (${u.lastWrite})` : "not written by any client since the expand";
+    console.log(`${d.db}: ${u.migration}: ${u.table}.${u.column} ${when}`);
+  }
+}
+
 export function run(report: RunReport): void {
   backupLine(report.backup);
   for (const d of report.databases) {
+    oldColumnLines(d);
+    for (const h of d.held ?? []) console.log(`${d.db}: ${h} (contract) waits for migration:complete`);
     if (d.createdDatabase) console.log(`${d.db}: created database`);
     if (report.status === "dry-run") {
       console.log(`${d.db}: ${d.pending.length ? `would apply ${d.pending.length}` : "up to date"}`);
@@ -162,7 +187,7 @@ export function run(report: RunReport): void {
   }
   failureLines(report.failure, report.maintenance, report.warnings);
   pruned(report.pruned);
-  if (report.status === "nothing-to-do") console.log("nothing to migrate");
+  if (report.status === "nothing-to-do") console.log(report.command === "complete" ? "no contract migration pending" : "nothing to migrate");
   else if (report.status === "applied") console.log(`run ${report.runId}: done`);
   if (report.maintenance === "kept-on") console.log("maintenance mode is kept ON (--keep-maintenance): npm run db:maintenance -- off once the application is checked");
 }
@@ -226,7 +251,7 @@ export function show(report: ShowReport): void {
     const drift = [d.historyDrift ? "history drift" : "", d.entityDrift ? `entities differ (${d.entityDrift} statements)` : ""].filter(Boolean);
     console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}; ${drift.length ? drift.join(", ") + " (see migration:check)" : "no drift"}`);
     for (const a of d.applied) console.log(`  [x] ${a.name}${a.checksum === "ok" ? "" : `  (${CHECKSUM_NOTE[a.checksum]})`}`);
-    for (const p of d.pending) console.log(`  [ ] ${p}`);
+    for (const p of d.pending) console.log(`  [ ] ${p}${d.contractPending?.includes(p) ? "  (expanded, contract pending: migration:complete)" : ""}`);
   }
 }
 

@@ -40,6 +40,9 @@ export const SETTINGS = [
   { variable: "MIGRATION_BACKUP_KEEP", default: "10" },
   { variable: "MIGRATION_BACKUP_COMPRESSION", default: "0" },
   { variable: "MIGRATION_RECONNECT_BUDGET", default: "60s" },
+  { variable: "MIGRATION_BACKFILL_BATCH", default: "1000" },
+  { variable: "MIGRATION_BACKFILL_MAX_REPLICA_LAG", default: "5s" },
+  { variable: "MIGRATION_CONTRACT_IDLE", default: "5min" },
   { variable: "MIGRATION_CONNECT_TIMEOUT_MS", default: "10000" },
   { variable: "MIGRATION_LOCK_WAIT_MS", default: "120000" },
   { variable: "MIGRATION_LOCK_DATABASE", default: "postgres" },
@@ -182,6 +185,32 @@ export interface Config {
   reconnectBudgetMs: number;
   /** Backups kept per database: the newest N runs holding it (MIGRATION_BACKUP_KEEP, default 10). */
   backupKeep: number;
+  /** Expand/contract and backfill settings (MIGRATION_BACKFILL_*, MIGRATION_CONTRACT_IDLE). */
+  evolve: EvolveSettings;
+}
+
+/** Settings of expand/contract migrations and their batched backfills. */
+export interface EvolveSettings {
+  /** Rows per backfill batch, each its own short transaction (MIGRATION_BACKFILL_BATCH, default 1000). */
+  batchSize: number;
+  /** A backfill waits while a streaming replica is further behind than this (MIGRATION_BACKFILL_MAX_REPLICA_LAG, default 5s). */
+  maxReplicaLag: string;
+  /** migration:complete refuses while a client wrote an old column more recently than this (MIGRATION_CONTRACT_IDLE, default 5min). */
+  contractIdle: string;
+}
+
+/** The expand/contract settings from an environment, checked (a UsageError names the variable). */
+export function evolveSettings(env: Env): EvolveSettings {
+  const duration = (variable: SettingName) => {
+    const raw = setting(env, variable)!;
+    durationMs(raw, variable);
+    return raw.trim();
+  };
+  return {
+    batchSize: positiveInt(setting(env, "MIGRATION_BACKFILL_BATCH")!, "MIGRATION_BACKFILL_BATCH"),
+    maxReplicaLag: duration("MIGRATION_BACKFILL_MAX_REPLICA_LAG"),
+    contractIdle: duration("MIGRATION_CONTRACT_IDLE"),
+  };
 }
 
 const URL_VARS: Record<DbName, string> = { authdb: "AUTHDB_URL", apidb: "APIDB_URL", admindb: "ADMINDB_URL" };
@@ -283,6 +312,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
   const lockDatabase = setting(env, "MIGRATION_LOCK_DATABASE")!;
   const reconnectBudgetMs = durationMs(setting(env, "MIGRATION_RECONNECT_BUDGET")!, "MIGRATION_RECONNECT_BUDGET");
   const backupKeep = backupKeepFrom(env)!;
+  const evolve = evolveSettings(env);
 
   if (isUnconfigured(env)) {
     if (isProduction(env)) {
@@ -293,7 +323,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     const parsed = parsePostgresUrl(base, "embedded server URL");
     const targets = {} as Record<DbName, DbTarget>;
     for (const db of DATABASES) targets[db] = target(db, parsed, db, "embedded");
-    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
+    return { targets, server: "embedded", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep, evolve };
   }
 
   // A *_DIRECT_URL wins over its plain URL: migrations never go through a transaction pooler.
@@ -321,7 +351,7 @@ export function loadConfig(env: Env, options: LoadOptions = {}): Config {
     if (other) throw new UsageError(`is configured as the same database as ${other} (${key})`, db);
     seen.set(key, db);
   }
-  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep };
+  return { targets, server: "configured", backupDir, migrationsDir, connectTimeoutMs, backupCompression, lockDatabase, reconnectBudgetMs, backupKeep, evolve };
 }
 
 /**

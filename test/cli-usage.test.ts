@@ -11,6 +11,7 @@ const ROOT = path.resolve(__dirname, "..");
 /** Each command's own flags (every command also takes --env, --verbose and --help). */
 const FLAGS: Record<string, string[]> = {
   "migration:run": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--unsafe", "--keep-maintenance", "--json"],
+  "migration:complete": ["--db", "--to", "--dry-run", "--no-backup", "--keep", "--force", "--keep-maintenance", "--json"],
   "migration:revert": ["--db", "--steps", "--to", "--dry-run", "--no-backup", "--keep", "--json"],
   "migration:show": ["--db", "--all-envs", "--allow-unreachable", "--json"],
   "migration:lint": ["--db", "--all", "--json"],

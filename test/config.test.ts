@@ -1,5 +1,5 @@
 // Configuration parsing and URL redaction (no database needed).
-import { describeServer, loadConfig, redactUrl, scrubSecrets } from "../src/config";
+import { describeServer, evolveSettings, loadConfig, redactUrl, scrubSecrets } from "../src/config";
 import { UsageError } from "../src/errors";
 
 describe("loadConfig", () => {
@@ -94,5 +94,18 @@ describe("redaction", () => {
 describe("two names for one database", () => {
   it("is refused", () => {
     expect(() => loadConfig({ DATABASE_URL: "postgres://u:p@h/x", AUTHDB_NAME: "same", APIDB_NAME: "same" })).toThrow(/is configured as the same database as authdb \(h:5432\/same\)/);
+  });
+});
+
+describe("evolveSettings", () => {
+  it("defaults: batches of 1000, replica lag 5s, contract idle 5min; each variable overrides its own", () => {
+    expect(evolveSettings({})).toEqual({ batchSize: 1000, maxReplicaLag: "5s", contractIdle: "5min" });
+    expect(evolveSettings({ MIGRATION_BACKFILL_BATCH: "250", MIGRATION_BACKFILL_MAX_REPLICA_LAG: "500ms", MIGRATION_CONTRACT_IDLE: "1h" })).toEqual({ batchSize: 250, maxReplicaLag: "500ms", contractIdle: "1h" });
+  });
+
+  it("a bad value is a usage error naming the variable", () => {
+    expect(() => evolveSettings({ MIGRATION_CONTRACT_IDLE: "soon" })).toThrow('MIGRATION_CONTRACT_IDLE must be a duration like 5s, 500ms, 15min or 0 (got "soon")');
+    expect(() => evolveSettings({ MIGRATION_BACKFILL_BATCH: "0" })).toThrow("MIGRATION_BACKFILL_BATCH must be a positive integer");
+    expect(() => loadConfig({ DATABASE_URL: "postgres://u:p@h/x", MIGRATION_BACKFILL_MAX_REPLICA_LAG: "far" })).toThrow(UsageError);
   });
 });

@@ -56,14 +56,14 @@ function selectReverts(states: DbState[], target: RevertTarget): { plan: Map<DbN
   // checkIntegrity has made sure every applied migration has its file.
   const fileOf = (s: DbState, name: string) => s.files.find((f) => f.name === name)!;
   if (target.kind === "last-run") {
-    // The newest migration:run that left something applied, across the databases. A failed run
+    // The newest migration:run (or migration:complete) that left something applied, across the databases. A failed run
     // (everything undone) and the undo steps of a failed revert do not count.
     const ups = new Map<DbName, Array<{ runId: string; name: string; at: number }>>();
     const lastAt = new Map<string, number>();
     for (const s of states) {
       const applied = new Set(s.applied.map((a) => a.name));
       const stillApplied = s.history
-        .filter((h) => h.command === "migration:run" && h.direction === "up" && applied.has(h.name))
+        .filter((h) => (h.command === "migration:run" || h.command === "migration:complete") && h.direction === "up" && applied.has(h.name))
         .map((h) => ({ runId: h.runId, name: h.name, at: h.appliedAt.getTime() }));
       ups.set(s.db, stillApplied);
       for (const u of stillApplied) lastAt.set(u.runId, Math.max(lastAt.get(u.runId) ?? 0, u.at));

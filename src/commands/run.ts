@@ -16,6 +16,8 @@ import { settleAll } from "../postgres/sql";
 import { captureSql } from "../runner/dry-run";
 import { plannedDataLoss } from "../deploy/data-loss";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
+import { changesOf, oldColumnUse, OldColumnUse } from "../evolve/contract-checks";
+import { baseName } from "../runner/migration-files";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];
@@ -31,6 +33,15 @@ export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   /** Deploy migrations whose lint findings are not accepted (with a warning). */
   unsafe?: boolean;
   runId?: string;
+  /**
+   * "contract": migration:complete, which applies pending contract migrations (and only those);
+   * default: migration:run, which applies the rest and holds contract migrations back.
+   */
+  phase?: "contract";
+  /** migration:complete: contract even if a client wrote an old column within `contractIdle`. */
+  force?: boolean;
+  /** migration:complete: how long no client may have written an old column (MIGRATION_CONTRACT_IDLE). */
+  contractIdle?: string;
 }
 
 export interface DbRunResult {
@@ -44,10 +55,14 @@ export interface DbRunResult {
   lint?: LintFinding[];
   /** What the pending migrations drop that holds data, counted before they ran. */
   dataLoss?: string[];
+  /** migration:run: pending contract migrations it held back for migration:complete. */
+  held?: string[];
+  /** migration:complete: per contract migration, when a client last wrote each old column. */
+  oldColumns?: Array<OldColumnUse & { migration: string }>;
 }
 
 export interface RunReport {
-  command: "run";
+  command: "run" | "complete";
   runId: string;
   status: "applied" | "nothing-to-do" | "dry-run" | "failed";
   databases: DbRunResult[];
@@ -61,23 +76,36 @@ export interface RunReport {
 /**
  * Pending migrations per database; with `to`, only those up to and including its timestamp, in
  * every database: timestamps are one timeline across the databases (generate gives the files of
- * one change the same timestamp, and so the same name, in each database it touches).
+ * one change the same timestamp, and so the same name, in each database it touches). A run takes
+ * all but contract migrations; migration:complete only those, once their expand is applied.
  */
-function selectPending(states: DbState[], to?: string): Map<DbName, MigrationFile[]> {
-  if (to === undefined) return new Map(states.map((s) => [s.db, [...s.pending]]));
-  const [target] = findMigrations(states.flatMap((s) => s.files), to);
-  return new Map(states.map((s) => [s.db, s.pending.filter((p) => p.timestamp <= target.timestamp)]));
+function selectPending(states: DbState[], to: string | undefined, phase: RunOptions["phase"]): Map<DbName, MigrationFile[]> {
+  const limit = to === undefined ? Infinity : findMigrations(states.flatMap((s) => s.files), to)[0].timestamp;
+  return new Map(states.map((s) => {
+    const pending = s.pending.filter((p) => p.timestamp <= limit && (p.phase === "contract") === (phase === "contract"));
+    if (phase === "contract") {
+      for (const c of pending) {
+        const expand = s.pending.find((p) => p.phase === "expand" && baseName(p) === baseName(c) && p.timestamp < c.timestamp);
+        if (expand) throw new MigrationError(`${c.name} (contract) needs its expand ${expand.name}, which is not applied: run migration:run first`, s.db);
+      }
+    }
+    return [s.db, pending];
+  }));
 }
 
 const nothingIn = (todo: Map<DbName, MigrationFile[]>) => [...todo.values()].every((t) => t.length === 0);
 
 export async function runMigrations(config: Config, options: RunOptions): Promise<RunReport> {
   const runId = options.runId ?? newRunId();
-  const report: RunReport = { command: "run", runId, status: "nothing-to-do", databases: [] };
+  const complete = options.phase === "contract";
+  const report: RunReport = { command: complete ? "complete" : "run", runId, status: "nothing-to-do", databases: [] };
   /** Decides what to apply from `states` and checks all of it; returns the work, or nothing to do. */
   const plan = async (states: DbState[]) => {
-    const todo = selectPending(states, options.to);
-    report.databases = states.map((s) => ({ db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [] }));
+    const todo = selectPending(states, options.to, options.phase);
+    report.databases = states.map((s) => {
+      const held = complete ? [] : s.pending.filter((p) => p.phase === "contract").map((p) => p.name);
+      return { db: s.db, createdDatabase: false, pending: todo.get(s.db)!.map((m) => m.name), applied: [], ...(held.length ? { held } : {}) };
+    });
     // In parallel; the first failure in deploy order is the one reported.
     const lints = await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!, { unsafe: options.unsafe || options.dryRun })));
     for (const s of states) {
@@ -93,7 +121,24 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
         (report.warnings ??= []).push(`${lint.db}: --unsafe: deploying ${lint.findings.length} lint finding${lint.findings.length === 1 ? "" : "s"} no migration accepts (first: ${lint.findings[0].file}: ${lint.findings[0].rule})`);
       }
     }
+    if (complete) await checkOldColumnsIdle(states, todo);
     return todo;
+  };
+  /** migration:complete: refuses while a client wrote an old column within the idle window (unless --force). */
+  const checkOldColumnsIdle = async (states: DbState[], todo: Map<DbName, MigrationFile[]>) => {
+    for (const s of states) {
+      const files = todo.get(s.db)!;
+      if (!files.length || !s.exists) continue;
+      const uses: Array<OldColumnUse & { migration: string }> = [];
+      for (const f of files) {
+        for (const use of await oldColumnUse(s.dataSource, changesOf(f.migration), options.contractIdle ?? "5min")) uses.push({ ...use, migration: f.name });
+      }
+      resultOf(s.db).oldColumns = uses;
+      const recent = uses.find((u) => u.recent);
+      if (recent && !options.force && !options.dryRun) {
+        throw new MigrationError(`${recent.migration}: a client wrote ${recent.table}.${recent.column} ${recent.secondsAgo}s ago (at ${recent.lastWrite}), within MIGRATION_CONTRACT_IDLE ${options.contractIdle ?? "5min"}: an old service may still use it; wait, or contract anyway with --force`, s.db);
+      }
+    }
   };
   const resultOf = (db: DbName) => report.databases.find((d) => d.db === db)!;
 
@@ -134,7 +179,7 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
       }
       const steps = states.flatMap((state) => todo.get(state.db)!.map((file) => ({ state, file, direction: "up" as const })));
       const finishes = options.to === undefined && DATABASES.every((db) => states.some((s) => s.db === db));
-      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: "migration:run", finishes });
+      const deploy = await executeSteps(config, states, steps, { ...options, runId, reason: complete ? "migration:complete" : "migration:run", finishes });
       for (const step of deploy.steps) resultOf(step.db).applied.push(step);
       const before = report.warnings ?? [];
       Object.assign(report, { status: deploy.failure ? "failed" : "applied", ...outcomeOf(deploy) });

@@ -1,7 +1,8 @@
 // migration:show: per database, what is applied, what is pending, and the last deploy run.
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { closeStates, readStates } from "../deploy/plan";
+import { closeStates, DbState, readStates } from "../deploy/plan";
+import { baseName } from "../runner/migration-files";
 import { schemaDiff } from "../schema/diff";
 
 export interface DbShow {
@@ -17,12 +18,21 @@ export interface DbShow {
    */
   entityDrift: number | null;
   pending: string[];
+  /** Pending contract migrations whose expand is applied: "expanded, contract pending" (migration:complete applies them). */
+  contractPending?: string[];
   lastRun?: { runId: string; direction: string; at: string; by: string };
 }
 
 export interface ShowReport {
   command: "show";
   databases: DbShow[];
+}
+
+/** Contract migrations waiting for migration:complete while their expand is applied. */
+function contractPendingOf(s: DbState): Pick<DbShow, "contractPending"> {
+  const applied = new Set(s.applied.map((a) => a.name));
+  const waiting = s.pending.filter((p) => p.phase === "contract" && s.files.some((f) => f.phase === "expand" && baseName(f) === baseName(p) && applied.has(f.name)));
+  return waiting.length ? { contractPending: waiting.map((p) => p.name) } : {};
 }
 
 export async function showMigrations(config: Config, dbs: DbName[]): Promise<ShowReport> {
@@ -44,6 +54,7 @@ export async function showMigrations(config: Config, dbs: DbName[]): Promise<Sho
         historyDrift: changed.size + missing.size > 0,
         entityDrift: diff ? diff.up.length : null,
         pending: s.pending.map((p) => p.name),
+        ...contractPendingOf(s),
         lastRun: last && { runId: last.runId, direction: last.direction, at: last.appliedAt.toISOString(), by: last.appliedBy },
       };
     }));

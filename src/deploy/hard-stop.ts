@@ -10,7 +10,7 @@ export interface LiveRun {
 }
 
 export interface HardStopReport {
-  command: "run" | "revert";
+  command: "run" | "complete" | "revert";
   runId: string;
   status: "stopped";
   /** Per database: what this run changed and did not undo. */
@@ -22,13 +22,13 @@ export interface HardStopReport {
   undo?: string;
 }
 
-export function hardStopReport(live: LiveRun, command: "run" | "revert"): HardStopReport {
+export function hardStopReport(live: LiveRun, command: "run" | "complete" | "revert"): HardStopReport {
   const databases = DATABASES.map((db) => ({ db, left: live.applied.filter((a) => a.db === db).map(({ name, direction }) => ({ name, direction })) }));
   return {
     command, runId: live.runId, status: "stopped", databases, maintenanceOn: live.maintenanceOn,
     // A run: the next one goes forward (and puts back maintenance left on by a run that is gone).
     // A revert: what is left to revert depends on how it was asked; show says where each database is.
-    finish: command === "run" ? "npm run migration:run" : "npm run migration:show, then migration:revert for what is left (or npm run migration:run to go forward again)",
-    ...(command === "run" && live.applied.length ? { undo: "npm run migration:revert" } : {}),
+    finish: command === "run" ? "npm run migration:run" : command === "complete" ? "npm run migration:complete" : "npm run migration:show, then migration:revert for what is left (or npm run migration:run to go forward again)",
+    ...(command !== "revert" && live.applied.length ? { undo: "npm run migration:revert" } : {}),
   };
 }

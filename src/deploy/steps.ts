@@ -2,7 +2,7 @@
 // the steps one by one, and on failure the steps already done undone newest first; maintenance put
 // back (left on if undoing failed too); schema_version recorded. Returns what happened as data.
 import { backupDatabases, BackupManifest, BackupRequest, Progress, PrunedRun, pruneBackups } from "../backup/backup";
-import type { Config } from "../config";
+import type { Config, EvolveSettings } from "../config";
 import { connectClient, describeError } from "../postgres/connect";
 import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
@@ -16,6 +16,7 @@ import type { DbState } from "./plan";
 import type { Queryable } from "../postgres/sql";
 import { LockTakenError } from "../runner/locks";
 import type { LockRetry } from "../runner/lock-retries";
+import type { MigrationEvent } from "../runner/migration-runtime";
 
 export interface Step {
   state: DbState;
@@ -44,6 +45,10 @@ export interface DeployOptions {
   live?: LiveRun;
   /** Success means every database is up to date (no --db, no --to): an undo_failed mark may then go. */
   finishes?: boolean;
+  /** What helpers inside a migration report: a backfill's progress and pauses. */
+  onEvent?: (event: MigrationEvent & { db: DbName }) => void;
+  /** Expand/contract settings for the migrations' helpers (the configuration's, unless given). */
+  evolve?: EvolveSettings;
 }
 
 /** Where a failed run leaves one database. */
@@ -169,7 +174,8 @@ async function committed(step: Step, runId: string): Promise<boolean> {
 /** One step, through a lost connection: after reconnecting, a try that committed is not run again. */
 async function runStep(step: Step, options: DeployOptions, reconnects: Reconnects, signal?: AbortSignal): Promise<StepResult> {
   const started = Date.now();
-  const outsideTransaction = (step.file.migration as { transaction?: boolean }).transaction === false;
+  // Expand/contract steps are each safe to run again (src/evolve); other work outside a transaction is not.
+  const outsideTransaction = (step.file.migration as { transaction?: boolean }).transaction === false && !(step.file.migration as { evolve?: unknown }).evolve;
   return reconnects.run(step.state.target, async (retry) => {
     if (retry) {
       if (await committed(step, options.runId)) return { name: step.file.name, direction: step.direction, durationMs: Date.now() - started };
@@ -179,6 +185,7 @@ async function runStep(step: Step, options: DeployOptions, reconnects: Reconnect
     return applyMigration(step.state.dataSource, step.file, step.direction, {
       runId: options.runId, command: options.reason, timeouts: options.timeouts, signal, cancelBackend: cancelVia(step.state),
       onRetry: (r) => options.onLockRetry?.({ ...r, db: step.state.db, migration: step.file.name }),
+      evolve: options.evolve, onEvent: (e) => options.onEvent?.({ ...e, db: step.state.db }),
     });
   });
 }
@@ -220,7 +227,8 @@ function outcomes(states: DbState[], steps: Step[], done: Step[], failure: Deplo
   });
 }
 
-export async function executeSteps(config: Config, states: DbState[], steps: Step[], options: DeployOptions): Promise<DeployResult> {
+export async function executeSteps(config: Config, states: DbState[], steps: Step[], given: DeployOptions): Promise<DeployResult> {
+  const options: DeployOptions = { ...given, evolve: given.evolve ?? config.evolve };
   const touched = states.filter((s) => steps.some((st) => st.state === s));
   const result: DeployResult = { steps: [], maintenance: "not-available", schemaVersionRecorded: false, pruned: [], warnings: [] };
   const sessions = [...new Set(states.map((s) => s.session).filter((s): s is NonNullable<typeof s> => !!s))];
@@ -271,7 +279,9 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           options.progress?.({ ...event, phase: "end" });
           let message = options.signal?.aborted ? "interrupted (rolled back)" : describeError(error, step.state.target).message;
           // Outside a transaction nothing rolled back: say so, or the next run trips over the leftovers.
-          if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
+          // Expand/contract steps are each safe to run again (src/evolve): no partial state to check by hand.
+          if ((step.file.migration as { evolve?: unknown }).evolve) message += " (its steps are safe to run again)";
+          else if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
           else if (/cannot run inside a transaction block/.test(message)) message += " (set `transaction = false` in the migration: CONCURRENTLY runs outside a transaction)";
           result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], undoFailed: null, restoreCommand };
           break;

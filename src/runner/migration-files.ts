@@ -17,6 +17,8 @@ export interface MigrationFile {
   file: string;
   path: string;
   checksum: string;
+  /** Expand/contract: a migration declaring `phase = "contract"` waits for migration:complete. */
+  phase?: "expand" | "contract";
   /** The migration itself, compiled and loaded on first use. */
   readonly migration: MigrationInterface;
   readonly migrationClass: new () => MigrationInterface;
@@ -33,6 +35,29 @@ export function checksumOf(text: string): string {
 
 function isMigrationSource(file: string): boolean {
   return /\.(ts|js)$/.test(file) && !file.endsWith(".d.ts") && !/^index\./.test(file);
+}
+
+/**
+ * The name migrations import the project's helpers by, wherever the file lives (src/migrations/<db>/,
+ * a copy under /tmp, dist/): `import { backfill } from "ai-micro-migrations/evolve"`. A relative path
+ * would break as soon as the file is copied; Node cannot find a package by this name from /tmp, so
+ * the loader resolves it (tsconfig.json's `paths` tells the type checker the same).
+ */
+export const HELPERS_MODULE = "ai-micro-migrations/evolve";
+
+let helpersResolved = false;
+
+/** Makes `require(HELPERS_MODULE)` find src/evolve (or dist/src/evolve when running compiled). */
+export function resolveMigrationHelpers(): void {
+  if (helpersResolved) return;
+  helpersResolved = true;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Module = require("module") as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+  const original = Module._resolveFilename;
+  const target = path.join(__dirname, "..", "evolve", "index");
+  Module._resolveFilename = function (request: string, ...rest: unknown[]) {
+    return original.call(this, request === HELPERS_MODULE ? target : request, ...rest);
+  };
 }
 
 /** Lets plain Node require a .ts migration (under ts-node or jest this is already so). */
@@ -65,6 +90,7 @@ function compiledTwin(source: string, checksum: string): string | undefined {
 function loadClass(db: DbName, full: string, expectedName: string, checksum: string): new () => MigrationInterface {
   const twin = compiledTwin(full, checksum);
   if (!twin && full.endsWith(".ts")) ensureTypeScriptLoader();
+  resolveMigrationHelpers();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const exported = require(twin ?? full) as Record<string, unknown>;
   const found = Object.values(exported).find(
@@ -143,8 +169,10 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
     const checksum = checksumOf(source);
     let loaded: (new () => MigrationInterface) | undefined;
     let instance: MigrationInterface | undefined;
+    const phase = /^\s*(?:public\s+)?(?:readonly\s+)?phase\s*=\s*["'](expand|contract)["']/m.exec(source)?.[1] as MigrationFile["phase"];
     listed.push({
       name,
+      ...(phase ? { phase } : {}),
       timestamp: Number(name.slice(-13)),
       file: path.relative(PROJECT_ROOT, full),
       path: full,

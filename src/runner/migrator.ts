@@ -7,7 +7,8 @@ import type { DataSource, QueryRunner } from "typeorm";
 import { recordApplied, recordHistory, recordReverted } from "./history";
 import { blocksNoWrites, concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isInvalidIndex, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
 import type { MigrationFile } from "./migration-files";
-import { DEFAULT_TIMEOUTS, parseDuration, type Timeouts } from "../config";
+import { DEFAULT_TIMEOUTS, parseDuration, type EvolveSettings, type Timeouts } from "../config";
+import { attachRuntime, MigrationEvent } from "./migration-runtime";
 
 // The defaults and the checks of the timeouts are settings (src/config.ts); re-exported for the callers here.
 export { DEFAULT_TIMEOUTS, parseDuration };
@@ -36,6 +37,10 @@ export interface MigrationContext {
   cancelBackend?: (pid: number) => Promise<unknown>;
   /** Told before each retry. */
   onRetry?: (retry: LockRetry) => void;
+  /** Expand/contract and backfill settings, for helpers the migration calls. */
+  evolve?: EvolveSettings;
+  /** Told what helpers inside the migration report (a backfill's progress). */
+  onEvent?: (event: MigrationEvent) => void;
 }
 
 async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean): Promise<void> {
@@ -86,7 +91,13 @@ function statementRetrying(qr: QueryRunner, timeouts: Timeouts, context: Migrati
       await run(`SET lock_timeout = '${timeouts.lockTimeout}'`).catch(() => undefined);
     }
   };
+  // A migration may open short transactions of its own (evolve's batches): inside one, a statement
+  // that met a taken lock aborted the whole transaction, so it is the migration's to retry.
+  let inBlock = false;
   wrapped.query = (async (sql: string, parameters?: unknown[], ...rest: unknown[]) => {
+    if (/^\s*(BEGIN|START\s+TRANSACTION)\b/i.test(sql)) inBlock = true;
+    else if (/^\s*(COMMIT|ROLLBACK|END|ABORT)\s*;?\s*$/i.test(sql)) inBlock = false;
+    if (inBlock || /^\s*(COMMIT|ROLLBACK|END|ABORT)\s*;?\s*$/i.test(sql)) return run(sql, parameters, ...rest);
     const index = concurrentIndexOf(sql);
     if (index) await patient(() => dropInvalidIndex(qr, index)); // left by an earlier run that failed
     for (let attempt = 1; ; attempt++) {
@@ -129,6 +140,7 @@ async function runOnce(qr: QueryRunner, file: MigrationFile, direction: "up" | "
   if (inTransaction) await qr.startTransaction();
   await setTimeouts(qr, timeouts, inTransaction);
   const runner = inTransaction ? recordingLast(qr, last) : statementRetrying(qr, timeouts, context, counter);
+  attachRuntime(qr, { migration: file.name, timeouts, settings: context.evolve, signal: context.signal, onEvent: context.onEvent });
   if (direction === "up") await file.migration.up(runner);
   else await file.migration.down(runner);
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
