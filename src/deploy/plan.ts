@@ -12,7 +12,7 @@ import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
-import { checkLoadable, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
+import { checkLoadable, compileMigrations, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
 import { lintFailure, lintFiles, LintResult } from "../safety/lint";
 
 export interface DbState {
@@ -211,6 +211,7 @@ export async function checkPlan(state: DbState, todo: MigrationFile[], options: 
   checkIntegrity(state);
   if (!todo.length) return undefined;
   checkAdoptable(state);
+  await compileMigrations(todo);
   checkLoadable(state.db, todo);
   await checkExtensions(state, todo);
   // Linted from the SQL the migrations emit, recorded without a connection.
