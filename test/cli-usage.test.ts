@@ -18,6 +18,7 @@ const FLAGS: Record<string, string[]> = {
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
   "migration:repair": ["--db", "--json"],
+  "migration:squash": ["--db", "--to", "--shadow-url", "--json"],
   "migration:generate": ["--db", "--check", "--json"],
   "migration:create": ["--db", "--json"],
   "db:backup": ["--db", "--keep", "--json"],

@@ -15,6 +15,7 @@ import { newRunId } from "../run-id";
 import { settleAll } from "../postgres/sql";
 import { captureSql } from "../runner/dry-run";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
+import { rewriteToSquash } from "../runner/squashed";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];
@@ -39,6 +40,8 @@ export interface DbRunResult {
   sql?: Record<string, string[]>;
   /** Lint findings the pending migrations do not accept (--dry-run and --unsafe show them). */
   lint?: LintFinding[];
+  /** Squashes whose replaced migrations this database had applied: its history now names the squash. */
+  squashAdopted?: Array<{ squash: string; replaced: number }>;
 }
 
 export interface RunReport {
@@ -107,6 +110,13 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
   // for another finds its work done.
   await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
     const todo = await plan(states);
+    // Checked, under the lock: a database that applied what a squash replaces now records the squash.
+    for (const s of states) {
+      for (const adoption of s.squashAdoptions) {
+        await rewriteToSquash(s.dataSource, adoption, s.history, runId, "migration:run");
+        (resultOf(s.db).squashAdopted ??= []).push({ squash: adoption.squash.name, replaced: adoption.replaced.length });
+      }
+    }
     if (nothingIn(todo)) {
       const warnings = await settleMaintenance(config, states);
       if (warnings.length) report.warnings = [...(report.warnings ?? []), ...warnings];

@@ -23,8 +23,8 @@ export interface HistoryEntry {
   name: string;
   checksum: string | null;
   runId: string;
-  direction: "up" | "down" | "baseline" | "repair";
-  /** The command of the run: migration:run, migration:revert, migration:baseline, migration:repair. */
+  direction: "up" | "down" | "baseline" | "repair" | "squash";
+  /** The command of the run: migration:run, migration:revert, migration:baseline, migration:repair, migration:squash. */
   command: string | null;
   appliedAt: Date;
   appliedBy: string;

@@ -19,6 +19,8 @@ export interface MigrationFile {
   file: string;
   path: string;
   checksum: string;
+  /** A squash (migration:squash): the migrations it stands for, as its `replaces` lists them. */
+  replaces?: string[];
   /** The migration itself, compiled and loaded on first use. */
   readonly migration: MigrationInterface;
   readonly migrationClass: new () => MigrationInterface;
@@ -106,6 +108,12 @@ function declaredName(source: string): string | undefined {
   return explicit ?? /export\s+(?:default\s+)?class\s+(\w+)/.exec(source)?.[1];
 }
 
+/** The names a squash's `replaces = [...]` lists (read from the source: no compiling to know it). */
+function declaredReplaces(source: string): string[] | undefined {
+  const list = /^\s*(?:public\s+)?(?:readonly\s+)?replaces\s*=\s*\[([^\]]*)\]/m.exec(source)?.[1];
+  return list === undefined ? undefined : [...list.matchAll(/["'](\w+)["']/g)].map((m) => m[1]);
+}
+
 /** The extensions these migrations create (`CREATE EXTENSION ...` in their source). */
 export function extensionsCreatedBy(files: MigrationFile[]): string[] {
   const names = new Set<string>();
@@ -167,6 +175,7 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
     if (!name) throw new MigrationError(`${entry} declares no migration class`, db);
     if (!/\d{13}$/.test(name)) throw new MigrationError(`migration ${name} in ${entry} has no 13-digit timestamp at the end of its class name`, db);
     const checksum = checksumOf(source);
+    const replaces = declaredReplaces(source);
     let loaded: (new () => MigrationInterface) | undefined;
     let instance: MigrationInterface | undefined;
     listed.push({
@@ -175,6 +184,7 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
       file: path.relative(PROJECT_ROOT, full),
       path: full,
       checksum,
+      ...(replaces ? { replaces } : {}),
       get migrationClass() {
         return (loaded ??= loadClass(db, full, name, checksum));
       },
