@@ -1,6 +1,9 @@
-// A worker thread of `compileMany` (./compile.ts): compiles the files it is given, hands back the output.
-import { parentPort, workerData } from "worker_threads";
-import { compileAll, compiledEntries } from "./compile";
+// A worker thread of `compileMany` (./compile.ts): compiles each list of files it is sent and hands
+// back the output, keeping nothing between requests.
+import { parentPort } from "worker_threads";
+import { compileAll, takeCompiled } from "./compile";
 
-compileAll(workerData as Array<{ file: string; checksum: string }>);
-parentPort!.postMessage(compiledEntries());
+parentPort!.on("message", (files: Array<{ file: string; checksum: string }>) => {
+  compileAll(files);
+  parentPort!.postMessage(takeCompiled());
+});

@@ -19,7 +19,7 @@ export interface Compiled {
 }
 
 /** Files per program: big enough to share the program's fixed cost, small enough to keep memory flat. */
-export const BATCH_SIZE = 200;
+export const BATCH_SIZE = 100;
 
 const compiled = new Map<string, Compiled>();
 const keyOf = (file: string, checksum: string) => `${checksum}:${file}`;
@@ -113,36 +113,74 @@ export function compileAll(files: Array<{ file: string; checksum: string }>): vo
   }
 }
 
-/** What `compileAll` compiled, for a worker to hand back. */
-export function compiledEntries(): Array<[string, Compiled]> {
-  return [...compiled];
+/** What `compileAll` compiled, handed back (by a worker) and forgotten here. */
+export function takeCompiled(): Array<[string, Compiled]> {
+  const entries = [...compiled];
+  compiled.clear();
+  return entries;
 }
 
 /** Files below which starting workers costs more than it saves. */
 const WORKERS_FROM = 150;
+/** Files per request to a worker: its heap holds one request's output at a time. */
+const CHUNK_SIZE = 500;
+
+/** One request to a worker: the output for `files`, or the error that ended the worker. */
+function request(worker: Worker, files: Array<{ file: string; checksum: string }>): Promise<Array<[string, Compiled]>> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    const onMessage = (entries: Array<[string, Compiled]>) => (done(), resolve(entries));
+    const onError = (error: Error) => (done(), reject(error));
+    const onExit = (code: number) => (done(), reject(new Error(`worker exited with code ${code}`)));
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+    worker.postMessage(files);
+  });
+}
 
 /**
- * `compileAll` for many files at once, split over worker threads (one per core, at most 4): faster
- * on more cores, and each worker's heap is bounded and freed when it ends, so compiling thousands of
- * migrations does not leave the run's own heap grown by the compiler's garbage. Few files, or a
- * TypeScript entry (ts-node, jest), compile in this thread.
+ * `compileAll` for many files at once, in chunks over worker threads (one per core, at most 4):
+ * faster on more cores, and each worker's heap is small and freed when it ends, so compiling
+ * thousands of migrations does not leave the run's own heap grown by the compiler's garbage. Few
+ * files, or a TypeScript entry (ts-node, jest), compile in this thread; so does a chunk whose worker
+ * failed (e.g. a file too big for its heap).
  *
  * @example await compileMany(pending.map((f) => ({ file: f.path, checksum: f.checksum })))
  */
 export async function compileMany(files: Array<{ file: string; checksum: string }>): Promise<void> {
   const todo = files.filter((f) => f.file.endsWith(".ts") && !compiled.has(keyOf(f.file, f.checksum)));
-  const worker = path.join(__dirname, "compile-worker.js");
-  if (todo.length < WORKERS_FROM || !__filename.endsWith(".js") || !fs.existsSync(worker)) return compileAll(todo);
+  const script = path.join(__dirname, "compile-worker.js");
+  if (todo.length < WORKERS_FROM || !__filename.endsWith(".js") || !fs.existsSync(script)) return compileAll(todo);
   const count = Math.max(1, Math.min(4, os.availableParallelism?.() ?? os.cpus().length));
-  const per = Math.ceil(todo.length / count);
-  const parts = Array.from({ length: count }, (_, i) => todo.slice(i * per, (i + 1) * per)).filter((p) => p.length);
-  const results = await Promise.all(parts.map((part) => new Promise<Array<[string, Compiled]>>((resolve, reject) => {
-    const w = new Worker(worker, { workerData: part, resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 16 } });
-    w.once("message", resolve);
-    w.once("error", reject);
-    w.once("exit", (code) => reject(new Error(`compiling migrations: worker exited with code ${code}`)));
-  })));
-  for (const entries of results) for (const [key, value] of entries) compiled.set(key, value);
+  const size = Math.min(CHUNK_SIZE, Math.ceil(todo.length / count));
+  const chunks: Array<typeof todo> = [];
+  for (let i = 0; i < todo.length; i += size) chunks.push(todo.slice(i, i + size));
+  const received: Array<Array<[string, Compiled]>> = [];
+  await Promise.all(Array.from({ length: Math.min(count, chunks.length) }, async () => {
+    let worker: Worker | undefined = new Worker(script, { resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 8 } });
+    try {
+      for (let chunk = chunks.shift(); chunk; chunk = chunks.shift()) {
+        if (worker) {
+          try {
+            received.push(await request(worker, chunk));
+            continue;
+          } catch {
+            void worker.terminate();
+            worker = undefined;
+          }
+        }
+        compileAll(chunk);
+      }
+    } finally {
+      await worker?.terminate();
+    }
+  }));
+  for (const entries of received) for (const [key, value] of entries) compiled.set(key, value);
 }
 
 /**
