@@ -46,6 +46,19 @@ function ensureTypeScriptLoader(): void {
   (require("ts-node") as typeof import("ts-node")).register({ transpileOnly: true, project: path.join(PROJECT_ROOT, "tsconfig.json") });
 }
 
+/**
+ * Makes a `.ts` module requirable without starting ts-node now: it is registered (a few hundred ms)
+ * the first time a migration requires a TypeScript module of its own, which most never do.
+ */
+function typeScriptOnDemand(): void {
+  if (require.extensions[".ts"] || process.env.JEST_WORKER_ID) return;
+  require.extensions[".ts"] = (module, filename) => {
+    delete require.extensions[".ts"];
+    ensureTypeScriptLoader();
+    require.extensions[".ts"]!(module, filename);
+  };
+}
+
 let compiledChecksums: Record<string, string> | undefined;
 
 /**
@@ -73,7 +86,7 @@ function compiledTwin(source: string, checksum: string): string | undefined {
 function requireCompiled(db: DbName, full: string, checksum: string): Record<string, unknown> {
   const { js, errors } = compiledSource(full, checksum);
   if (errors.length) throw new MigrationError(`${path.relative(PROJECT_ROOT, full)}${errors[0]}`, db);
-  ensureTypeScriptLoader(); // for a .ts module the migration itself requires
+  typeScriptOnDemand(); // for a .ts module the migration itself requires
   const internal = Module as unknown as { _nodeModulePaths(dir: string): string[] };
   const loaded = new Module(full, module) as Module & { _compile(code: string, file: string): void };
   loaded.filename = full;
