@@ -79,6 +79,7 @@ function measured(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv): Measu
 
 const mb = (m: Measured) => (m.peakMb === undefined ? "n/a" : `${m.peakMb.toFixed(0)} MB`);
 const perMigration = (m: Measured, n: number) => `${((m.seconds * 1000) / n).toFixed(2)} ms/migration`;
+// The machine may be shared: the load average printed with each result says how much it was.
 
 runBench(async (server) => {
   const typeormCli = require.resolve("typeorm/cli-ts-node-commonjs");
@@ -95,7 +96,8 @@ runBench(async (server) => {
       const baseline = measured(process.execPath, [typeormCli, "migration:run", "-t", "each", "-d", path.join(root, "typeorm-apidb.ts")], { ...envFor(server, theirs), APIDB_URL: urlFor(server, theirs.apidb) });
       const ratio = run.seconds / baseline.seconds;
       const met = run.seconds <= (n >= 10000 ? 15 : Infinity) && (run.peakMb ?? 0) <= (n >= 10000 ? 400 : Infinity) && show.seconds <= 1;
-      console.log(`${n} migrations: migration:run ours ${run.seconds.toFixed(1)} s, ${mb(run)}, ${perMigration(run, n)}; TypeORM CLI ${baseline.seconds.toFixed(1)} s, ${mb(baseline)}, ${perMigration(baseline, n)}; ratio ${ratio.toFixed(2)}`);
+      const load = os.loadavg().map((l) => l.toFixed(1)).join(" ");
+      console.log(`${n} migrations (load average ${load} on ${os.cpus().length} cores): migration:run ours ${run.seconds.toFixed(1)} s, ${mb(run)}, ${perMigration(run, n)}; TypeORM CLI ${baseline.seconds.toFixed(1)} s, ${mb(baseline)}, ${perMigration(baseline, n)}; ratio ${ratio.toFixed(2)}`);
       console.log(`${n} migrations: migration:show ours ${show.seconds.toFixed(2)} s, ${mb(show)}${n >= 10000 ? ` (targets: run <= 15 s and <= 400 MB, show <= 1 s: ${met ? "met" : "MISSED"})` : ""}`);
     } finally {
       await dropAll(server, ours);
