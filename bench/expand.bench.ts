@@ -1,4 +1,4 @@
-// Zero-downtime changes under a rolling deploy: apidb.profiles with --rows rows (default 2,000,000),
+// Zero-downtime changes under a rolling deploy: apidb.profiles with BENCH_EXPAND_ROWS rows (default 2,000,000),
 // an "old service" writing the old column and, once the first phase is deployed, a "new service"
 // writing the new one (each 200 writes/s, UPDATE by primary key at fixed scheduled times like
 // pgbench -R; every write's latency from its scheduled start and every error logged per transaction).
@@ -22,38 +22,12 @@ import type { EvolveChange } from "../src/evolve";
 import type { TestServer } from "../test/support/server";
 import { CLI, envFor, ROOT, runBench, sql, timed, uniqueNames, urlFor } from "./support";
 
-const HELP = `Usage: npm run bench:expand -- [--rows <n>]
-
-Deploys a rename (profiles.phone -> phone_number) and a type change (profiles.address text ->
-varchar(40)) while an old and a new service write, by this project (migration:run, then
-migration:complete) and by the baselines (DROP + ADD as TypeORM generates it, RENAME COLUMN,
-ALTER COLUMN TYPE in place). Prints errors per service, values lost, the longest write during the
-deploy and the backfill's rows/s.
-
-Options:
-  --rows <n>   rows in profiles (default 2000000)
-  --help       this text
-
-Example:
-  npm run bench:expand -- --rows 200000
-`;
-
-function parseArgs(argv: string[]): { rows: number } {
-  let rows = 2_000_000;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--help" || argv[i] === "-h") {
-      process.stdout.write(HELP);
-      process.exit(0);
-    } else if (argv[i] === "--rows" && /^\d+$/.test(argv[i + 1] ?? "") && Number(argv[i + 1]) >= 1000) rows = Number(argv[++i]);
-    else {
-      process.stderr.write(`error: bench:expand: unknown or bad argument ${JSON.stringify(argv[i])} (--rows <n >= 1000>, --help)\n`);
-      process.exit(2);
-    }
-  }
-  return { rows };
+/** Rows in profiles (BENCH_EXPAND_ROWS; at least 1000). */
+const ROWS = Number(process.env.BENCH_EXPAND_ROWS ?? 2000000);
+if (!Number.isInteger(ROWS) || ROWS < 1000) {
+  process.stderr.write("error: BENCH_EXPAND_ROWS must be a whole number of rows, at least 1000\n");
+  process.exit(2);
 }
-
-const { rows: ROWS } = parseArgs(process.argv.slice(2));
 const RATE = 200;
 const TARGET_MS = 150;
 const TARGET_ROWS_S = 50_000;

@@ -17,6 +17,7 @@ import { backupCommand } from "../src/commands/backup";
 import { checkDatabases } from "../src/commands/check";
 import { baselineDatabases } from "../src/commands/baseline";
 import { repairChecksums } from "../src/commands/repair";
+import { squashMigrations } from "../src/commands/squash";
 import { restoreBackup } from "../src/backup/restore";
 import { revertMigrations, RevertTarget } from "../src/commands/revert";
 import { showMigrations } from "../src/commands/show";
@@ -289,6 +290,19 @@ const COMMANDS: CommandDef[] = [
       const lockWait = deployLockWaitMs();
       const report = await repairChecksums(await configure(flags), dbs, lockWait, print.waiting);
       emit(flags, report, () => print.repair(report));
+      return EXIT.ok;
+    },
+  },
+  {
+    name: "migration:squash",
+    summary: "replace the applied migrations up to a name with one that builds the same schema",
+    flags: { db: true, to: "squash up to <name> (default: the last applied)", shadowUrl: true, json: true },
+    example: "npm run migration:squash -- --db apidb --to AddBirthDate",
+    async run(flags) {
+      const db = oneDb(flags, "migration:squash");
+      const options = { to: flags.to, shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting };
+      const report = await squashMigrations(await configure(flags), db, options);
+      emit(flags, report, () => print.squash(report));
       return EXIT.ok;
     },
   },

@@ -9,6 +9,7 @@ import type { RestoreReport } from "../src/backup/restore";
 import type { CheckReport } from "../src/commands/check";
 import type { BaselineReport } from "../src/commands/baseline";
 import type { RepairReport } from "../src/commands/repair";
+import type { SquashReport } from "../src/commands/squash";
 import type { LockHolder } from "../src/runner/locks";
 import type { MaintenanceReport } from "../src/commands/maintenance";
 import type { EnvironmentCell, EnvironmentsReport } from "../src/commands/environments";
@@ -174,6 +175,7 @@ export function run(report: RunReport): void {
       sqlBlock(d.sql);
       continue;
     }
+    for (const q of d.squashAdopted ?? []) console.log(`${d.db}: history rewritten to ${q.squash} (it replaces the ${q.replaced} migrations this database had applied; kept in migrations_squashed)`);
     for (const step of d.applied) console.log(`${d.db}: applied ${step.name} (${ms(step.durationMs)})`);
     if (report.failure && d.applied.length < d.pending.length && report.failure.db !== d.db) console.log(`${d.db}: not applied (run stopped)`);
     else if (!d.pending.length) console.log(`${d.db}: up to date`);
@@ -326,4 +328,11 @@ export function repair(report: RepairReport): void {
     if (!d.accepted.length) console.log(`${d.db}: every applied migration matches its checksum`);
     for (const a of d.accepted) console.log(`${d.db}: accepted the edit of ${a.file} (checksum ${a.checksum.slice(0, 12)}..., recorded in run ${report.runId})`);
   }
+}
+
+export function squash(report: SquashReport): void {
+  const r = report.replaced;
+  console.log(`${report.db}: squashed ${r.length} migrations (${r[0]} ... ${r[r.length - 1]}) into ${report.squash.file} (${report.squash.statements} statements)`);
+  console.log(`${report.db}: history rewritten to ${report.squash.name} (the replaced ones are kept in migrations_squashed); their files were removed (version control keeps them)`);
+  console.log(`other environments: their next migration:run rewrites their history the same way; one that applied only some of them is refused until it has all`);
 }

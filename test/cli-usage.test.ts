@@ -19,6 +19,7 @@ const FLAGS: Record<string, string[]> = {
   "migration:check": ["--db", "--shadow-url", "--fail-on-pending", "--json"],
   "migration:baseline": ["--db", "--shadow-url", "--json"],
   "migration:repair": ["--db", "--json"],
+  "migration:squash": ["--db", "--to", "--shadow-url", "--json"],
   "migration:generate": ["--db", "--rename", "--drop", "--check", "--json"],
   "migration:create": ["--db", "--json"],
   "db:backup": ["--db", "--keep", "--json"],

@@ -18,6 +18,7 @@ import { plannedDataLoss } from "../deploy/data-loss";
 import { DeployOptions, DeployResult, executeSteps, outcomeOf, settleMaintenance } from "../deploy/steps";
 import { changesOf, oldColumnUse, OldColumnUse } from "../evolve/contract-checks";
 import { baseName } from "../runner/migration-files";
+import { rewriteToSquash } from "../runner/squashed";
 
 export interface RunOptions extends Omit<DeployOptions, "runId" | "reason"> {
   dbs: DbName[];
@@ -59,6 +60,8 @@ export interface DbRunResult {
   held?: string[];
   /** migration:complete: per contract migration, when a client last wrote each old column. */
   oldColumns?: Array<OldColumnUse & { migration: string }>;
+  /** Squashes whose replaced migrations this database had applied: its history now names the squash. */
+  squashAdopted?: Array<{ squash: string; replaced: number }>;
 }
 
 export interface RunReport {
@@ -164,6 +167,13 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
   // for another finds its work done.
   await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs, onWait: options.onWait }, async (states) => {
     const todo = await plan(states);
+    // Checked, under the lock: a database that applied what a squash replaces now records the squash.
+    for (const s of states) {
+      for (const adoption of s.squashAdoptions) {
+        await rewriteToSquash(s.dataSource, adoption, s.history, runId, "migration:run");
+        (resultOf(s.db).squashAdopted ??= []).push({ squash: adoption.squash.name, replaced: adoption.replaced.length });
+      }
+    }
     if (nothingIn(todo)) {
       // Every database up to date (no --db, no --to): the job a run marked undo_failed left is done.
       const finished = options.to === undefined && DATABASES.every((db) => states.some((s) => s.db === db));

@@ -12,8 +12,9 @@ import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
-import { checkLoadable, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
+import { checkLoadable, compileMigrations, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
 import { lintFailure, lintFiles, LintResult } from "../safety/lint";
+import { SquashAdoption, SquashGap, squashView } from "../runner/squashed";
 
 export interface DbState {
   db: DbName;
@@ -35,6 +36,10 @@ export interface DbState {
   exists: boolean;
   /** The database did not exist and was created by this run. */
   created: boolean;
+  /** Squashes this database applied under their replaced migrations: its history is rewritten to them by the next run. */
+  squashAdoptions: SquashAdoption[];
+  /** Squashes of which this database applied some replaced migrations but not all: a run is refused. */
+  squashGaps: SquashGap[];
   /** Number of user tables (bookkeeping excluded). */
   tableCount: number;
   connectTimeoutMs: number;
@@ -77,17 +82,20 @@ function baseOf(config: Config, db: DbName, files = loadMigrationFiles(config.mi
 /** The state of a database that does not exist: everything pending. */
 function missingState(base: Base): DbState {
   const dataSource = new DataSource(dataSourceOptions(base.db, base.target.url, base.connectTimeoutMs));
-  return { ...base, dataSource, exists: false, created: false, applied: [], history: [], pending: base.files, missingFiles: [], changedFiles: [], unverified: [], tableCount: 0 };
+  return { ...base, dataSource, exists: false, created: false, applied: [], history: [], pending: base.files, missingFiles: [], changedFiles: [], unverified: [], squashAdoptions: [], squashGaps: [], tableCount: 0 };
 }
 
 /** Matches what the database says with the files. */
-function stateOf(base: Base, dataSource: DataSource, snap: Snapshot): DbState {
+function stateOf(base: Base, dataSource: DataSource, read: Snapshot): DbState {
+  // A squash whose replaced migrations are all applied counts as applied (runner/squashed.ts).
+  const squash = squashView(base.files, read.applied);
+  const snap = { ...read, applied: squash.applied };
   const appliedNames = new Set(snap.applied.map((a) => a.name));
   const fileNames = new Set(base.files.map((f) => f.name));
   const recorded = recordedChecksums(snap.history);
   const appliedFiles = base.files.filter((f) => appliedNames.has(f.name));
   return {
-    ...base, dataSource, ...snap, exists: true, created: false,
+    ...base, dataSource, ...snap, exists: true, created: false, squashAdoptions: squash.adoptions, squashGaps: squash.gaps,
     pending: base.files.filter((f) => !appliedNames.has(f.name)),
     missingFiles: snap.applied.filter((a) => !fileNames.has(a.name)).map((a) => a.name),
     changedFiles: appliedFiles.filter((f) => recorded.has(f.name) && recorded.get(f.name) !== f.checksum),
@@ -192,6 +200,11 @@ export function checkAdoptable(state: DbState): void {
  * gone, or was edited after it was applied.
  */
 export function checkIntegrity(state: DbState): void {
+  const [gap] = state.squashGaps;
+  if (gap) {
+    const missing = gap.missing.length > 5 ? `${gap.missing.slice(0, 5).join(", ")} and ${gap.missing.length - 5} more` : gap.missing.join(", ");
+    throw new MigrationError(`has applied ${gap.applied.length} of the ${gap.squash.replaces!.length} migrations squashed into ${gap.squash.name}, not ${missing}: deploy a release that still has them first, then this one`, state.db);
+  }
   if (state.missingFiles.length) {
     throw new MigrationError(`applied migration ${state.missingFiles[0]} has no file in ${path.relative(process.cwd(), path.join(state.migrationsDir, state.db)) || "."}/ (restore it from version control)`, state.db);
   }
@@ -211,6 +224,7 @@ export async function checkPlan(state: DbState, todo: MigrationFile[], options: 
   checkIntegrity(state);
   if (!todo.length) return undefined;
   checkAdoptable(state);
+  await compileMigrations(todo);
   checkLoadable(state.db, todo);
   await checkExtensions(state, todo);
   // Linted from the SQL the migrations emit, recorded without a connection.

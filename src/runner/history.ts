@@ -1,6 +1,7 @@
 // The bookkeeping tables: TypeORM's `migrations` (what is applied; the plain CLI reads it too) and
 // our `migrations_history` (every up and down: who, when, which run, how long, which checksum).
 import * as os from "os";
+import { escapeLiteral } from "pg";
 import { Queryable, rows, tableExists } from "../postgres/sql";
 
 /** Who runs this: OS user and host; the database role is added by the server. */
@@ -22,8 +23,8 @@ export interface HistoryEntry {
   name: string;
   checksum: string | null;
   runId: string;
-  direction: "up" | "down" | "baseline" | "repair";
-  /** The command of the run: migration:run, migration:revert, migration:baseline, migration:repair. */
+  direction: "up" | "down" | "baseline" | "repair" | "squash";
+  /** The command of the run: migration:run, migration:revert, migration:baseline, migration:repair, migration:squash. */
   command: string | null;
   appliedAt: Date;
   appliedBy: string;
@@ -81,13 +82,29 @@ export async function recordReverted(q: Queryable, name: string): Promise<void> 
   await q.query(`DELETE FROM "migrations" WHERE "name" = $1`, [name]);
 }
 
-export async function recordHistory(
-  q: Queryable,
-  e: { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; command: string; durationMs: number },
-): Promise<void> {
-  await q.query(
-    `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "command", "duration_ms", "applied_by")
-     VALUES ($1, $2, $3, $4, $5, $6, $7 || ' as ' || current_user)`,
-    [e.name, e.checksum, e.runId, e.direction, e.command, Math.round(e.durationMs), WHO],
-  );
+type HistoryRecord = { name: string; checksum: string | null; runId: string; direction: HistoryEntry["direction"]; command: string; durationMs: number };
+
+const INSERT_HISTORY = `INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "command", "duration_ms", "applied_by")
+     VALUES ($1, $2, $3, $4, $5, $6, $7 || ' as ' || current_user)`;
+
+const historyParameters = (e: HistoryRecord) => [e.name, e.checksum, e.runId, e.direction, e.command, Math.round(e.durationMs), WHO];
+
+export async function recordHistory(q: Queryable, e: HistoryRecord): Promise<void> {
+  await q.query(INSERT_HISTORY, historyParameters(e));
+}
+
+/**
+ * The statement recording a migration applied (up: added to `migrations`) or reverted (down:
+ * removed from it), with its `migrations_history` row: one statement, values as literals, so the
+ * migrator sends it in the same round trip as its COMMIT.
+ *
+ * @example await qr.query(`${recordStepSql(file, { ...entry, direction: "up" })}; COMMIT`)
+ */
+export function recordStepSql(m: { timestamp: number; name: string }, e: HistoryRecord & { direction: "up" | "down" }): string {
+  const [name, checksum, runId, direction, command, durationMs, who] = historyParameters(e).map((v) => (v === null ? "NULL" : typeof v === "number" ? String(v) : escapeLiteral(String(v))));
+  const change = e.direction === "up"
+    ? `INSERT INTO "migrations" ("timestamp", "name") VALUES (${Math.trunc(m.timestamp)}, ${name})`
+    : `DELETE FROM "migrations" WHERE "name" = ${name}`;
+  return `WITH "step" AS (${change}) INSERT INTO "migrations_history" ("name", "checksum", "run_id", "direction", "command", "duration_ms", "applied_by")
+     VALUES (${name}, ${checksum}, ${runId}, ${direction}, ${command}, ${durationMs}, ${who} || ' as ' || current_user)`;
 }

@@ -3,11 +3,13 @@
 // each file. A file is read as text to list it, and compiled and loaded only when it is to run.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import Module = require("module");
 import * as path from "path";
 import type { MigrationInterface } from "typeorm";
 import type { DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
 import { PROJECT_ROOT } from "../paths";
+import { compileAll, compiledSource, compileMany } from "./compile";
 
 export interface MigrationFile {
   /** TypeORM's name: the class name, e.g. `Init1732440000000`. */
@@ -19,6 +21,8 @@ export interface MigrationFile {
   checksum: string;
   /** Expand/contract: a migration declaring `phase = "contract"` waits for migration:complete. */
   phase?: "expand" | "contract";
+  /** A squash (migration:squash): the migrations it stands for, as its `replaces` lists them. */
+  replaces?: string[];
   /** The migration itself, compiled and loaded on first use. */
   readonly migration: MigrationInterface;
   readonly migrationClass: new () => MigrationInterface;
@@ -67,6 +71,19 @@ function ensureTypeScriptLoader(): void {
   (require("ts-node") as typeof import("ts-node")).register({ transpileOnly: true, project: path.join(PROJECT_ROOT, "tsconfig.json") });
 }
 
+/**
+ * Makes a `.ts` module requirable without starting ts-node now: it is registered (a few hundred ms)
+ * the first time a migration requires a TypeScript module of its own, which most never do.
+ */
+function typeScriptOnDemand(): void {
+  if (require.extensions[".ts"] || process.env.JEST_WORKER_ID) return;
+  require.extensions[".ts"] = (module, filename) => {
+    delete require.extensions[".ts"];
+    ensureTypeScriptLoader();
+    require.extensions[".ts"]!(module, filename);
+  };
+}
+
 let compiledChecksums: Record<string, string> | undefined;
 
 /**
@@ -87,12 +104,34 @@ function compiledTwin(source: string, checksum: string): string | undefined {
   return compiledChecksums[relative] === checksum && fs.existsSync(twin) ? twin : undefined;
 }
 
+/**
+ * Runs a migration's JavaScript, compiled in a batch (./compile), as the module of its .ts file:
+ * its own requires resolve from its folder as usual.
+ */
+function requireCompiled(db: DbName, full: string, checksum: string): Record<string, unknown> {
+  const { js, errors } = compiledSource(full, checksum);
+  if (errors.length) throw new MigrationError(`${path.relative(PROJECT_ROOT, full)}${errors[0]}`, db);
+  typeScriptOnDemand(); // for a .ts module the migration itself requires
+  const internal = Module as unknown as { _nodeModulePaths(dir: string): string[] };
+  const loaded = new Module(full, module) as Module & { _compile(code: string, file: string): void };
+  loaded.filename = full;
+  loaded.paths = internal._nodeModulePaths(path.dirname(full));
+  loaded._compile(js, full);
+  return loaded.exports as Record<string, unknown>;
+}
+
 function loadClass(db: DbName, full: string, expectedName: string, checksum: string): new () => MigrationInterface {
   const twin = compiledTwin(full, checksum);
-  if (!twin && full.endsWith(".ts")) ensureTypeScriptLoader();
+  let exported: Record<string, unknown>;
+  // Migrations may import the project's helpers by a fixed name, wherever they live.
   resolveMigrationHelpers();
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const exported = require(twin ?? full) as Record<string, unknown>;
+  // Under jest, its own transform loads the file (one module registry for the test and the migration).
+  if (!twin && full.endsWith(".ts") && !process.env.JEST_WORKER_ID) exported = requireCompiled(db, full, checksum);
+  else {
+    if (!twin && full.endsWith(".ts")) ensureTypeScriptLoader();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    exported = require(twin ?? full) as Record<string, unknown>;
+  }
   const found = Object.values(exported).find(
     (v): v is new () => MigrationInterface => typeof v === "function" && typeof (v as { prototype?: { up?: unknown } }).prototype?.up === "function",
   );
@@ -107,6 +146,12 @@ function loadClass(db: DbName, full: string, expectedName: string, checksum: str
 function declaredName(source: string): string | undefined {
   const explicit = /^\s*(?:public\s+)?(?:readonly\s+)?name\s*=\s*["'](\w+)["']/m.exec(source)?.[1];
   return explicit ?? /export\s+(?:default\s+)?class\s+(\w+)/.exec(source)?.[1];
+}
+
+/** The names a squash's `replaces = [...]` lists (read from the source: no compiling to know it). */
+function declaredReplaces(source: string): string[] | undefined {
+  const list = /^\s*(?:public\s+)?(?:readonly\s+)?replaces\s*=\s*\[([^\]]*)\]/m.exec(source)?.[1];
+  return list === undefined ? undefined : [...list.matchAll(/["'](\w+)["']/g)].map((m) => m[1]);
 }
 
 /** The extensions these migrations create (`CREATE EXTENSION ...` in their source). */
@@ -124,15 +169,17 @@ export function extensionsCreatedBy(files: MigrationFile[]): string[] {
  * syntax: a type error does not stop TypeScript from emitting JavaScript that runs.
  */
 export function syntaxErrors(file: MigrationFile): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ts = require("typescript") as typeof import("typescript");
-  const source = fs.readFileSync(file.path, "utf8");
-  const out = ts.transpileModule(source, { fileName: file.path, reportDiagnostics: true, compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, experimentalDecorators: true } });
-  return (out.diagnostics ?? []).map((d) => {
-    const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
-    const at = where ? `:${where.line + 1}:${where.character + 1}` : "";
-    return `${file.file}${at}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`;
-  });
+  return compiledSource(file.path, file.checksum).errors.map((e) => `${file.file}${e}`);
+}
+
+const toCompile = (files: MigrationFile[]) => files.filter((f) => !compiledTwin(f.path, f.checksum)).map((f) => ({ file: f.path, checksum: f.checksum }));
+
+/**
+ * Compiles these migrations ahead of `checkLoadable`, many at once in worker threads (./compile):
+ * what a run over thousands of pending migrations calls first.
+ */
+export async function compileMigrations(files: MigrationFile[]): Promise<void> {
+  await compileMany(toCompile(files));
 }
 
 /**
@@ -140,6 +187,7 @@ export function syntaxErrors(file: MigrationFile): string[] {
  * in its plan, naming the file, line and column, instead of half way through the deploy.
  */
 export function checkLoadable(db: DbName, files: MigrationFile[]): void {
+  compileAll(toCompile(files));
   for (const file of files) {
     if (file.path.endsWith(".ts") && !compiledTwin(file.path, file.checksum)) {
       const [first] = syntaxErrors(file);
@@ -167,6 +215,7 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
     if (!name) throw new MigrationError(`${entry} declares no migration class`, db);
     if (!/\d{13}$/.test(name)) throw new MigrationError(`migration ${name} in ${entry} has no 13-digit timestamp at the end of its class name`, db);
     const checksum = checksumOf(source);
+    const replaces = declaredReplaces(source);
     let loaded: (new () => MigrationInterface) | undefined;
     let instance: MigrationInterface | undefined;
     const phase = /^\s*(?:public\s+)?(?:readonly\s+)?phase\s*=\s*["'](expand|contract)["']/m.exec(source)?.[1] as MigrationFile["phase"];
@@ -177,6 +226,7 @@ export function loadMigrationFiles(root: string, db: DbName): MigrationFile[] {
       file: path.relative(PROJECT_ROOT, full),
       path: full,
       checksum,
+      ...(replaces ? { replaces } : {}),
       get migrationClass() {
         return (loaded ??= loadClass(db, full, name, checksum));
       },

@@ -4,7 +4,7 @@
 // A lock that is not free within the short lock_timeout rolls the migration back and retries it
 // later (lock-retries.ts), so the services' queries never queue behind it for long.
 import type { DataSource, QueryRunner } from "typeorm";
-import { recordApplied, recordHistory, recordReverted } from "./history";
+import { recordStepSql } from "./history";
 import { blocksNoWrites, concurrentIndexOf, describeBlockers, dropInvalidIndex, durationMs, isInvalidIndex, isLockTimeout, LockRetry, retryDelay, safeToRepeat, sleep } from "./lock-retries";
 import type { MigrationFile } from "./migration-files";
 import { DEFAULT_TIMEOUTS, parseDuration, type EvolveSettings, type Timeouts } from "../config";
@@ -43,16 +43,50 @@ export interface MigrationContext {
   onEvent?: (event: MigrationEvent) => void;
 }
 
-async function setTimeouts(qr: QueryRunner, timeouts: Timeouts, local: boolean): Promise<void> {
+/** The SET statements of a migration's timeouts, as one simple query (several statements, one round trip). */
+function timeoutSettings(qr: QueryRunner, timeouts: Timeouts, local: boolean): string {
   const scope = local ? "LOCAL " : "";
   // SET takes no bind parameters; the values come from our own config, validated by `parseDuration`.
-  await qr.query(`SET ${scope}lock_timeout = '${timeouts.lockTimeout}'`);
-  await qr.query(`SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`);
+  const settings = [`SET ${scope}lock_timeout = '${timeouts.lockTimeout}'`, `SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`];
   // If this process dies mid-statement (SIGKILL, lost host), the server notices within a second and
   // rolls the migration back, instead of holding its locks until the statement ends (PostgreSQL 14+).
   if (Number(String(qr.connection.driver.version ?? "0").split(".")[0]) >= 14) {
-    await qr.query(`SET ${scope}client_connection_check_interval = '1s'`);
+    settings.push(`SET ${scope}client_connection_check_interval = '1s'`);
   }
+  return settings.join("; ");
+}
+
+/**
+ * Runs one of TypeORM's transaction calls with `extra` sent in the same round trip as the
+ * statement it sends (`START TRANSACTION; extra` or `extra; COMMIT`): TypeORM keeps track of the
+ * transaction as usual (a migration's own startTransaction still becomes a savepoint), and a
+ * migration costs two round trips besides its own statements.
+ */
+async function along(qr: QueryRunner, statement: "START TRANSACTION" | "COMMIT", extra: string, call: () => Promise<void>): Promise<void> {
+  const own = Object.prototype.hasOwnProperty.call(qr, "query");
+  const original = qr.query;
+  qr.query = ((sql: string, ...rest: unknown[]) => {
+    const combined = sql === statement ? (statement === "COMMIT" ? `${extra}; COMMIT` : `${statement}; ${extra}`) : sql;
+    return (original as (...a: unknown[]) => Promise<unknown>).call(qr, combined, ...rest);
+  }) as QueryRunner["query"];
+  try {
+    await call();
+  } finally {
+    if (own) qr.query = original;
+    else delete (qr as Partial<QueryRunner>).query;
+  }
+}
+
+/** Each pooled connection's backend pid, asked once per connection rather than once per migration. */
+const backendPids = new WeakMap<object, number>();
+
+async function backendPid(qr: QueryRunner): Promise<number> {
+  const connection = (qr as unknown as { databaseConnection?: object }).databaseConnection;
+  const known = connection && backendPids.get(connection);
+  if (known) return known;
+  const [{ pid }] = await qr.query(`SELECT pg_backend_pid() AS pid`);
+  if (connection) backendPids.set(connection, pid);
+  return pid;
 }
 
 /** The error when the budget is spent: what it waited for and who held it. */
@@ -137,17 +171,18 @@ function recordingLast(qr: QueryRunner, last: { sql?: string }): QueryRunner {
 /** One try: the migration and its bookkeeping, committed together (in a transaction) or as they go. */
 async function runOnce(qr: QueryRunner, file: MigrationFile, direction: "up" | "down", context: MigrationContext, timeouts: Timeouts, inTransaction: boolean, counter: { retries: number }, last: { sql?: string }): Promise<number> {
   const started = process.hrtime.bigint();
-  if (inTransaction) await qr.startTransaction();
-  await setTimeouts(qr, timeouts, inTransaction);
+  const settings = timeoutSettings(qr, timeouts, inTransaction);
+  if (inTransaction) await along(qr, "START TRANSACTION", settings, () => qr.startTransaction());
+  else await qr.query(settings);
   const runner = inTransaction ? recordingLast(qr, last) : statementRetrying(qr, timeouts, context, counter);
   attachRuntime(qr, { migration: file.name, timeouts, settings: context.evolve, signal: context.signal, onEvent: context.onEvent });
   if (direction === "up") await file.migration.up(runner);
   else await file.migration.down(runner);
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-  if (direction === "up") await recordApplied(qr, file);
-  else await recordReverted(qr, file.name);
-  await recordHistory(qr, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
-  if (inTransaction) await qr.commitTransaction();
+  // Recorded in the migration's transaction: both happen, or neither.
+  const record = recordStepSql(file, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
+  if (inTransaction) await along(qr, "COMMIT", record, () => qr.commitTransaction());
+  else await qr.query(record);
   return durationMs;
 }
 
@@ -163,7 +198,7 @@ export async function applyMigration(dataSource: DataSource, file: MigrationFile
     await qr.connect();
     if (context.signal) {
       // Ctrl-C cancels the running statement, so the migration rolls back now rather than at its end.
-      const [{ pid }] = await qr.query(`SELECT pg_backend_pid() AS pid`);
+      const pid = await backendPid(qr);
       const cancelBackend = context.cancelBackend ?? ((p: number) => dataSource.query(`SELECT pg_cancel_backend($1)`, [p]));
       cancel = () => void cancelBackend(pid).catch(() => undefined);
       if (context.signal.aborted) throw new Error("interrupted");

@@ -58,6 +58,8 @@ export interface Shadow {
   catalog(): Promise<Catalog>;
   /** Connected to the shadow database, with the real database's entities (for `schemaDiff`). */
   readonly dataSource: DataSource;
+  /** The shadow database itself (e.g. for pg_dump). */
+  readonly target: DbTarget;
 }
 
 /**
@@ -71,6 +73,7 @@ async function usingShadow<T>(target: DbTarget, connectTimeoutMs: number, extens
     await ensureBookkeeping(ds);
     return await body({
       dataSource: ds,
+      target,
       async apply(files) {
         for (const file of files) {
           try {

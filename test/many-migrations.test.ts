@@ -1,0 +1,86 @@
+// Many pending migrations at once (200: enough for the batched compile to use its worker threads,
+// src/runner/compile.ts): each still applied in its own transaction with its bookkeeping, in order,
+// with its checksum on record; a syntax error in one of them stops the run in its plan with its file,
+// line and column; a migration requiring a TypeScript helper of its own still loads. Never timed.
+import * as fs from "fs";
+import * as path from "path";
+import { readApplied, readHistory } from "../src/runner/history";
+import { checksumOf } from "../src/runner/migration-files";
+import { runCli } from "./support/cli";
+import { testDatabases, withClient } from "./support/databases";
+import { copyMigrations, MigrationsCopy } from "./support/migrations-dir";
+
+jest.setTimeout(600_000);
+
+const COUNT = 200;
+const T0 = 1796000000000;
+
+describe("200 pending migrations in one run", () => {
+  const dbs = testDatabases("many");
+  let copy: MigrationsCopy;
+  const env = () => ({ ...dbs.env, MIGRATIONS_DIR: copy.root });
+  const names: string[] = [];
+
+  beforeAll(() => {
+    copy = copyMigrations();
+    fs.mkdirSync(path.join(copy.root, "helpers"));
+    fs.writeFileSync(path.join(copy.root, "helpers", "table-name.ts"), `export const tableName = (i: number): string => \`many_\${i}\`;\n`);
+    for (let i = 1; i <= COUNT; i++) {
+      const name = `Many${i}`;
+      if (i === 100) {
+        // Requires a TypeScript module of its own: resolved from the migration's folder, compiled on the fly.
+        copy.addCode("apidb", name, T0 + i, `const { tableName } = require("../helpers/table-name");\n        await queryRunner.query(\`CREATE TABLE "\${tableName(${i})}" (id int PRIMARY KEY)\`);`, `await queryRunner.query(\`DROP TABLE many_${i}\`);`);
+      } else {
+        copy.add("apidb", name, T0 + i, `CREATE TABLE many_${i} (id int PRIMARY KEY)`, `DROP TABLE many_${i}`);
+      }
+      names.push(`${name}${T0 + i}`);
+    }
+  });
+  afterAll(async () => {
+    copy.remove();
+    await dbs.drop();
+  });
+
+  it("a syntax error in one of them stops the run in its plan, naming file, line and column; nothing is applied", async () => {
+    const broken = path.join(copy.root, "apidb", `${T0 + 150}-Many150.ts`);
+    const good = fs.readFileSync(broken, "utf8");
+    fs.writeFileSync(broken, good.replace("public async up(queryRunner: QueryRunner): Promise<void> {", "public async up(queryRunner: QueryRunner): Promise<void> {\n        const = 1;"));
+    try {
+      const r = await runCli(["migration:run", "--no-backup"], env());
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split("\n").pop()).toMatch(/^error: apidb: .*1796000000150-Many150\.ts:5:15: Variable declaration expected\.$/);
+      const exists = await withClient("postgres", async (c) => (await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [dbs.names.apidb])).rowCount);
+      expect(exists).toBe(0);
+    } finally {
+      fs.writeFileSync(broken, good);
+    }
+  });
+
+  it("applies all of them, each with its bookkeeping and checksum, in order; reverts the last ones", async () => {
+    const r = await runCli(["migration:run", "--no-backup", "--json"], env());
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    const apidb = report.databases.find((d: { db: string }) => d.db === "apidb");
+    expect(apidb.applied.map((s: { name: string }) => s.name)).toEqual(["Init1795519558038", ...names]);
+
+    await withClient(dbs.names.apidb, async (c) => {
+      expect((await readApplied(c)).map((a) => a.name)).toEqual(["Init1795519558038", ...names]);
+      const history = await readHistory(c);
+      expect(history.map((h) => h.name)).toEqual(["Init1795519558038", ...names]);
+      expect(new Set(history.map((h) => h.runId)).size).toBe(1);
+      const file = path.join(copy.root, "apidb", `${T0 + 100}-Many100.ts`);
+      expect(history.find((h) => h.name === names[99])).toEqual(expect.objectContaining({ direction: "up", command: "migration:run", checksum: checksumOf(fs.readFileSync(file, "utf8")) }));
+      const tables = await c.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'many\\_%'`);
+      expect(tables.rows[0].n).toBe(COUNT);
+    });
+
+    const revert = await runCli(["migration:revert", "--db", "apidb", "--steps", "3"], env());
+    expect(revert.code).toBe(0);
+    await withClient(dbs.names.apidb, async (c) => {
+      expect((await readApplied(c)).map((a) => a.name)).toEqual(["Init1795519558038", ...names.slice(0, -3)]);
+      const history = await readHistory(c);
+      expect(history.slice(-3).map((h) => [h.name, h.direction])).toEqual(names.slice(-3).reverse().map((n) => [n, "down"]));
+      expect((await c.query(`SELECT to_regclass('many_${COUNT}') AS t`)).rows[0].t).toBeNull();
+    });
+  });
+});
