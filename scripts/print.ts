@@ -265,7 +265,10 @@ export function generate(report: GenerateReport, check: boolean): void {
       for (const q of d.up) console.log(`  ${q};`);
     } else {
       for (const m of d.migrations) {
-        console.log(`${d.db}: wrote ${m.file} (${plural(m.up.length, "statement")}${m.transaction ? "" : ", transaction = false"})`);
+        const what = m.phase === "expand" ? "expand: migration:run adds the new column, keeps both equal and fills it"
+          : m.phase === "contract" ? "contract: waits for migration:complete, after the new version is live"
+          : `${plural(m.up.length, "statement")}${m.transaction ? "" : ", transaction = false"}`;
+        console.log(`${d.db}: wrote ${m.file} (${what})`);
       }
     }
   }

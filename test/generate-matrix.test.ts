@@ -109,6 +109,8 @@ interface Case {
   warns?: RegExp[];
   /** Lint findings the deploy refuses (generate printed why): the run then needs --unsafe. */
   lintRefuses?: string[];
+  /** Expand/contract files written after the in-place ones (`expand`, `contract`): run, then complete. */
+  phases?: Array<"expand" | "contract">;
   values?: Values;
   /** After the revert, what the values must be (default: as before). */
   afterRevert?: "same" | "gone";
@@ -118,7 +120,19 @@ async function runCase(c: Case): Promise<void> {
   const snap = snapshot();
   const before = new Set(fs.readdirSync(`${copy.root}/${c.db}`));
   const written = () => fs.readdirSync(`${copy.root}/${c.db}`).filter((f) => !before.has(f));
-  let applied = false;
+  let applied = 0; // deploy runs of this case still applied (run, then complete)
+  // migration:run, then migration:complete when it held a contract back: the two-phase deploy.
+  const deployAll = async () => {
+    const run = await runMigrations(config, { dbs: [c.db], ...deploy, unsafe: !!c.lintRefuses?.length });
+    expect(run.failure).toBeUndefined();
+    if (run.status === "applied") applied++;
+    expect(run.databases[0].held ?? []).toEqual(c.phases?.includes("contract") ? [expect.stringMatching(/^Change\d{13}$/)] : []);
+    if (!c.phases?.includes("contract")) return expect(run.status).toBe("applied");
+    const complete = await runMigrations(config, { dbs: [c.db], ...deploy, phase: "contract", contractIdle: config.evolve.contractIdle });
+    expect(complete.failure).toBeUndefined();
+    expect(complete.status).toBe("applied");
+    applied++;
+  };
   try {
     if (c.prepare) await sql(c.db, c.prepare);
     const values = c.values && (await fingerprint(c.db, c.values.table, c.values.before));
@@ -133,6 +147,7 @@ async function runCase(c: Case): Promise<void> {
     const report = await generate();
     const result = report.databases[0];
     expect(result.changed).toBe(true);
+    expect(result.migrations.filter((m) => m.phase).map((m) => m.phase)).toEqual(c.phases ?? []);
     const up = result.up;
     let at = 0;
     for (const w of c.writes ?? []) {
@@ -150,10 +165,7 @@ async function runCase(c: Case): Promise<void> {
     expect(rehearsal.failure).toBeUndefined();
     expect(rehearsal.databases.map((d) => [d.sameSchemaAfterDownUp, d.downRestoresSchema])).toEqual([[true, true]]);
 
-    const run = await runMigrations(config, { dbs: [c.db], ...deploy, unsafe: !!c.lintRefuses?.length });
-    expect(run.failure).toBeUndefined();
-    expect(run.status).toBe("applied");
-    applied = true;
+    await deployAll();
     const check = await checkDatabases(config, [c.db]);
     expect(check.databases[0]).toMatchObject({ entityDrift: [], historyDrift: [], schemaDrift: [], pending: [] });
     const again = await generateMigrations(config, { dbs: [c.db], check: true });
@@ -164,10 +176,12 @@ async function runCase(c: Case): Promise<void> {
 
     // Down, then up again (what migration:rehearse does on a copy), then down for the next case.
     const revert = async () => {
-      const r = await revertMigrations(config, { target: { kind: "last-run" }, ...deploy });
-      applied = false;
-      expect(r.failure).toBeUndefined();
-      expect(r.status).toBe("reverted");
+      while (applied > 0) {
+        const r = await revertMigrations(config, { target: { kind: "last-run" }, ...deploy });
+        applied--;
+        expect(r.failure).toBeUndefined();
+        expect(r.status).toBe("reverted");
+      }
       if (c.values && values) {
         const back = await fingerprint(c.db, c.values.table, c.values.before);
         if (c.afterRevert === "gone") expect(back.md5).not.toEqual(values.md5);
@@ -175,9 +189,7 @@ async function runCase(c: Case): Promise<void> {
       }
     };
     await revert();
-    const rerun = await runMigrations(config, { dbs: [c.db], ...deploy, unsafe: !!c.lintRefuses?.length });
-    expect(rerun.status).toBe("applied");
-    applied = true;
+    await deployAll();
     expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].up).toEqual([]);
     await revert();
     for (const f of written()) fs.rmSync(`${copy.root}/${c.db}/${f}`);
@@ -186,7 +198,7 @@ async function runCase(c: Case): Promise<void> {
     expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].up).toEqual([]);
   } finally {
     // A case that failed half way must not leave its change behind for the next one.
-    if (applied) await revertMigrations(config, { target: { kind: "last-run" }, ...deploy }).catch(() => undefined);
+    for (; applied > 0; applied--) await revertMigrations(config, { target: { kind: "last-run" }, ...deploy }).catch(() => undefined);
     restore(snap);
     for (const f of written()) fs.rmSync(`${copy.root}/${c.db}/${f}`);
   }
@@ -224,8 +236,8 @@ describe("generate: the conformance matrix", () => {
     db: "apidb",
     change: () => edit.remove(Profile, "lastName"),
     named: { drops: ["profiles.last_name"] },
-    writes: [`ALTER TABLE "profiles" DROP COLUMN "last_name"`],
-    warns: [/^apidb: profiles\.last_name: 300 values will be dropped$/],
+    phases: ["contract"], // migration:run leaves the column to the old services; migration:complete drops it
+    warns: [/^apidb: profiles\.last_name: 300 values will be dropped \(by migration:complete/],
     values: { table: "profiles", before: "last_name", dropped: true },
     afterRevert: "gone",
   }));
@@ -238,8 +250,9 @@ describe("generate: the conformance matrix", () => {
     await runCase({ db: "apidb", change, refused: /^profiles\.phone would be dropped and profiles\.(phone_number|birth_date), profiles\.(phone_number|birth_date) added: if it is a rename say --rename profiles\.phone=\w+; to delete it say --drop profiles\.phone$/ });
     await runCase({
       db: "apidb", change, named: { renames: ["profiles.phone=phone_number"] },
-      writes: [`ALTER TABLE "profiles" RENAME COLUMN "phone" TO "phone_number"`, `ALTER TABLE "profiles" ADD "birth_date" date`],
-      warns: [/^apidb: profiles\.phone is renamed to phone_number \(values kept\)/],
+      writes: [`ALTER TABLE "profiles" ADD "birth_date" date`],
+      phases: ["expand", "contract"], // both names work until migration:complete
+      warns: [/^apidb: profiles\.phone is renamed to phone_number in two phases \(values kept\)/],
       values: { table: "profiles", before: "phone", after: "phone_number" },
     });
   });
@@ -250,15 +263,18 @@ describe("generate: the conformance matrix", () => {
     refused: /^TypeORM reads profiles\.phone -> profiles\.phone_number as a rename, which is not trusted: say --rename profiles\.phone=phone_number/,
   }));
 
-  it("drop one column and add another of another type: never read as a rename with a cast", () => runCase({
-    db: "apidb",
-    change: () => {
+  it("drop one column and add another of another type: never read as a rename with a cast; --drop as the refusal says", async () => {
+    const change = () => {
       edit.remove(Profile, "address");
       edit.add(Profile, "birthDate", { type: "date", name: "birth_date", nullable: true });
-    },
+    };
     // TypeORM reads it as a rename with a USING "address"::date cast: not trusted, both ways out named.
-    refused: /^TypeORM reads profiles\.address -> profiles\.birth_date as a rename, which is not trusted: say --rename profiles\.address=birth_date to rename it \(values kept\), or --drop profiles\.address to delete it$/,
-  }));
+    await runCase({ db: "apidb", change,
+      refused: /^TypeORM reads profiles\.address -> profiles\.birth_date as a rename, which is not trusted: say --rename profiles\.address=birth_date to rename it \(values kept\), or --drop profiles\.address to delete it$/ });
+    await runCase({ db: "apidb", change, named: { drops: ["profiles.address"] },
+      writes: [`ALTER TABLE "profiles" ADD "birth_date" date`], phases: ["contract"],
+      values: { table: "profiles", before: "address", dropped: true }, afterRevert: "gone" });
+  });
 
   it("rename a table", () => runCase({
     db: "admindb",
@@ -275,30 +291,27 @@ describe("generate: the conformance matrix", () => {
     values: { table: "langchain_pg_embedding", before: "custom_id" },
   }));
 
-  it("widening type change int -> bigint: in place, values kept; it rewrites the table, so lint refuses and generate says why", () => runCase({
+  it("widening type change int -> bigint: it would rewrite the table, so two phases; values kept both ways", () => runCase({
     db: "authdb",
     change: () => edit.column(User, "loginAttempts", { type: "bigint" }),
-    writes: [/ALTER COLUMN "login_attempts" TYPE bigint/],
-    warns: [/^authdb: users\.login_attempts: integer -> bigint rewrites users under ACCESS EXCLUSIVE/],
-    lintRefuses: ["changing-column-type"],
+    phases: ["expand", "contract"],
+    warns: [/^authdb: users\.login_attempts: integer -> bigint in two phases/],
     values: { table: "users", before: "login_attempts" },
   }));
 
-  it("narrowing type change text -> varchar(40): values kept both ways", () => runCase({
+  it("narrowing type change text -> varchar(40): two phases, values kept both ways", () => runCase({
     db: "apidb",
     change: () => edit.column(Profile, "name", { type: "varchar", length: 40 }),
-    writes: [`ALTER TABLE "profiles" ALTER COLUMN "name" TYPE character varying(40)`],
-    warns: [/profiles\.name: text -> varchar\(40\) narrows/],
-    lintRefuses: ["changing-column-type"],
+    phases: ["expand", "contract"],
+    warns: [/profiles\.name: text -> varchar\(40\) in two phases/],
     values: { table: "profiles", before: "name" },
   }));
 
-  it("cast type change text -> date: USING, values kept both ways", () => runCase({
+  it("cast type change text -> date: two phases (the backfill casts), values kept both ways", () => runCase({
     db: "apidb",
     prepare: `UPDATE profiles SET address = (date '2024-01-01' + (abs(hashtext(id::text)) % 300))::text`,
     change: () => edit.column(Profile, "address", { type: "date" }),
-    writes: [/ALTER COLUMN "address" TYPE date USING "address"::date/],
-    lintRefuses: ["changing-column-type"],
+    phases: ["expand", "contract"],
     values: { table: "profiles", before: "address::text" },
   }));
 
@@ -306,7 +319,7 @@ describe("generate: the conformance matrix", () => {
     db: "apidb",
     prepare: `UPDATE profiles SET address = 'addr ' || name WHERE name LIKE 'name 1%'`,
     change: () => edit.column(Profile, "address", { type: "date" }),
-    refused: /^profiles\.address: \d+ values do not convert text -> date: change those rows first/,
+    refused: /^profiles\.address: \d+ values do not convert text -> date unchanged: change those rows first/,
   }));
 
   it("vector dimension change on a table with rows: refused, with what to do instead", () => runCase({
@@ -489,14 +502,17 @@ describe("generate: the conformance matrix", () => {
       for (const f of fs.readdirSync(`${copy.root}/apidb`).filter((f) => !before.has(f))) fs.rmSync(`${copy.root}/apidb/${f}`);
       restore(snap);
 
-      // A drop the run applies: counted in the run's report before it ran.
+      // A drop: migration:run holds it back; migration:complete counts it, before it runs.
       await sql("apidb", `UPDATE profiles SET last_name = 'l-' || name`); // (an earlier case's revert left it empty)
       edit.remove(Profile, "lastName");
       timestamp += 10;
       await generateMigrations(config, { name: "DropLastName", dbs: ["apidb"], timestamp, drops: ["profiles.last_name"] });
       const run = await runMigrations(config, { dbs: ["apidb"], ...deploy });
-      applied = run.status === "applied";
-      expect(run.databases[0].dataLoss).toEqual(["profiles.last_name: 300 values will be dropped"]);
+      expect(run.status).toBe("nothing-to-do");
+      expect(run.databases[0].held).toEqual([`DropLastName${timestamp}`]);
+      const complete = await runMigrations(config, { dbs: ["apidb"], ...deploy, phase: "contract", contractIdle: config.evolve.contractIdle });
+      applied = complete.status === "applied";
+      expect(complete.databases[0].dataLoss).toEqual(["profiles.last_name: 300 values will be dropped"]);
       expect((await revertMigrations(config, { target: { kind: "last-run" }, ...deploy })).status).toBe("reverted");
       applied = false;
     } finally {

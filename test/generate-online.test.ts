@@ -306,54 +306,55 @@ describe("generate on a live database: online-safe and no data lost", () => {
     expect(await phones()).toEqual(before);
   });
 
-  it("a cast PostgreSQL does not make by itself: USING, a warning, the values kept both ways (text -> integer)", async () => {
+  it("a cast PostgreSQL does not make by itself (text -> integer): two phases, the values kept both ways", async () => {
     await sql("authdb", `ALTER TABLE users ALTER COLUMN login_attempts DROP DEFAULT, ALTER COLUMN login_attempts TYPE text, ALTER COLUMN login_attempts SET DEFAULT '0'`);
     await sql("authdb", `INSERT INTO users (email, password_hash, login_attempts) VALUES ('a@x', 'h', '3'), ('b@x', 'h', NULL), ('c@x', 'h', '0')`);
     const attempts = async () => (await sql("authdb", `SELECT email, login_attempts FROM users ORDER BY email`)).rows;
     const r = await generate("LoginAttemptsInteger", "authdb");
-    const [m] = r.migrations;
-    expect(m.up).toEqual([`ALTER TABLE "users" ALTER COLUMN "login_attempts" DROP DEFAULT, ALTER COLUMN "login_attempts" TYPE integer USING "login_attempts"::integer, ALTER COLUMN "login_attempts" SET DEFAULT '0'`]);
-    expect(m.down).toEqual([`ALTER TABLE "users" ALTER COLUMN "login_attempts" DROP DEFAULT, ALTER COLUMN "login_attempts" TYPE text, ALTER COLUMN "login_attempts" SET DEFAULT '0'`]);
-    expect(r.warnings).toEqual([
-      `authdb: users.login_attempts: text -> integer has no automatic cast (USING "login_attempts"::integer): check the USING in ${m.file} before running it`,
-      `authdb: users.login_attempts: text -> integer rewrites users under ACCESS EXCLUSIVE (reads and writes wait while it runs): lint refuses it (changing-column-type); accept it in the file's lint with a reason only if the table is small`,
-    ]);
-    await apply("authdb", m.name, "up");
+    // A rewrite in place would hold ACCESS EXCLUSIVE for the whole table: expand, then contract.
+    expect(r.migrations.map((m) => m.phase)).toEqual(["expand", "contract"]);
+    const [expand, contract] = r.migrations;
+    expect(fs.readFileSync(expand.file!, "utf8")).toContain(`toNew: "\\"login_attempts\\"::integer"`);
+    expect(r.warnings).toEqual([`authdb: users.login_attempts: text -> integer in two phases (a rewrite in place would hold ACCESS EXCLUSIVE): a new column kept equal by a trigger and filled in batches, swapped in by migration:complete`]);
+    const texts = await attempts();
+    await apply("authdb", expand.name, "up");
+    expect(await attempts()).toEqual(texts); // the old column still serves the old service
+    await apply("authdb", contract.name, "up");
     expect(await attempts()).toEqual([{ email: "a@x", login_attempts: 3 }, { email: "b@x", login_attempts: null }, { email: "c@x", login_attempts: 0 }]);
     expect(await diff("authdb")).toEqual([]);
-    await apply("authdb", m.name, "down");
-    expect(await attempts()).toEqual([{ email: "a@x", login_attempts: "3" }, { email: "b@x", login_attempts: null }, { email: "c@x", login_attempts: "0" }]);
-    await apply("authdb", m.name, "up");
+    await apply("authdb", contract.name, "down");
+    await apply("authdb", expand.name, "down");
+    expect(await attempts()).toEqual(texts);
+    await apply("authdb", expand.name, "up");
+    await apply("authdb", contract.name, "up");
     expect(await diff("authdb")).toEqual([]);
   });
 
-  it("a narrowing change: refused while values do not fit, warned once they do; a value written since stops the migration instead of being cut", async () => {
+  it("a narrowing change: refused while values do not fit; once they do, two phases, and a value written since stops the backfill instead of being cut", async () => {
     await sql("admindb", `ALTER TABLE langchain_pg_embedding ALTER COLUMN custom_id TYPE text`);
     await sql("admindb", `INSERT INTO langchain_pg_embedding (document, custom_id) VALUES ('d1', 'c-1'), ('d2', NULL), ('d3', repeat('x', 300))`);
-    await expect(generate("CustomIdLength", "admindb")).rejects.toThrow(/^langchain_pg_embedding\.custom_id: 1 value does not convert text -> varchar\(255\): change those rows first/);
+    await expect(generate("CustomIdLength", "admindb")).rejects.toThrow(/^langchain_pg_embedding\.custom_id: 1 value does not convert text -> varchar\(255\) unchanged: change those rows first/);
     expect(fs.readdirSync(`${live.copy.root}/admindb`).filter((f) => /CustomIdLength/.test(f))).toEqual([]);
     await sql("admindb", `UPDATE langchain_pg_embedding SET custom_id = 'c-3' WHERE document = 'd3'`);
     const r = await generate("CustomIdLength", "admindb");
-    const [m] = r.migrations;
-    expect(m.up).toEqual([`ALTER TABLE "langchain_pg_embedding" ALTER COLUMN "custom_id" TYPE character varying(255)`]); // its index is kept, not dropped and rebuilt
-    expect(r.warnings).toEqual([
-      `admindb: langchain_pg_embedding.custom_id: text -> varchar(255) narrows (values longer than 255 characters stop the migration): check ${m.file} before running it`,
-      `admindb: langchain_pg_embedding.custom_id: text -> varchar(255) rewrites langchain_pg_embedding under ACCESS EXCLUSIVE (reads and writes wait while it runs): lint refuses it (changing-column-type); accept it in the file's lint with a reason only if the table is small`,
-    ]);
-    expect(fs.readFileSync(m.file!, "utf8")).toContain("// It narrows: values longer than 255 characters stop the migration.");
+    expect(r.migrations.map((m) => m.phase)).toEqual(["expand", "contract"]);
+    const [expand, contract] = r.migrations;
 
     await sql("admindb", `INSERT INTO langchain_pg_embedding (document, custom_id) VALUES ('d4', repeat('y', 300))`); // written after generate
-    await expect(apply("admindb", m.name, "up")).rejects.toThrow(/value too long for type character varying\(255\)/);
+    await expect(apply("admindb", expand.name, "up")).rejects.toThrow(/value too long for type character varying\(255\)/);
     expect((await sql("admindb", `SELECT length(custom_id) AS n FROM langchain_pg_embedding WHERE document = 'd4'`)).rows).toEqual([{ n: 300 }]);
     await sql("admindb", `UPDATE langchain_pg_embedding SET custom_id = 'c-4' WHERE document = 'd4'`);
     const ids = async () => (await sql("admindb", `SELECT document, custom_id FROM langchain_pg_embedding ORDER BY document`)).rows;
     const before = await ids();
-    await apply("admindb", m.name, "up");
+    await apply("admindb", expand.name, "up"); // runs again after the failure: its steps are safe to repeat
+    await apply("admindb", contract.name, "up");
     expect(await ids()).toEqual(before);
     expect(await diff("admindb")).toEqual([]);
-    await apply("admindb", m.name, "down");
+    await apply("admindb", contract.name, "down");
+    await apply("admindb", expand.name, "down");
     expect(await ids()).toEqual(before);
-    await apply("admindb", m.name, "up");
+    await apply("admindb", expand.name, "up");
+    await apply("admindb", contract.name, "up");
   });
 
   it("FOREIGN KEY and CHECK on an existing table: NOT VALID, then VALIDATE in the next migration, a transaction of its own", async () => {
@@ -468,13 +469,19 @@ describe("generate on a live database: online-safe and no data lost", () => {
     await sql("apidb", `UPDATE profiles SET nickname = 'n' || id WHERE name <> 'name 3'`);
     await expect(generate("DropNickname", "apidb")).rejects.toThrow(/^profiles\.nickname would be dropped with its values: say --drop profiles\.nickname to delete it on purpose$/);
     const r = await generate("DropNickname", "apidb", { drops: ["profiles.nickname"] });
+    // A contract alone: the column stays until migration:complete (old services may still read it).
+    expect(r.migrations.map((m) => [m.phase, m.transaction])).toEqual([["contract", false]]);
     const [m] = r.migrations;
-    expect(r.migrations).toHaveLength(1);
-    expect(m.up).toEqual([`DROP INDEX "public"."idx_profiles_nickname"`, `ALTER TABLE "profiles" DROP COLUMN "nickname"`]);
-    expect(r.warnings).toEqual([`apidb: profiles.nickname: 199 values will be dropped`]);
-    expect(fs.readFileSync(m.file!, "utf8")).toContain(`lint = { ignore: { "ban-drop-column": "said with --drop profiles.nickname" } };`);
+    expect(r.warnings).toEqual([`apidb: profiles.nickname: 199 values will be dropped (by migration:complete: the column stays until the old services are gone)`]);
+    const nicknames = async () => (await sql("apidb", `SELECT count(nickname)::int AS n FROM profiles`)).rows[0].n;
+    const indexes = async () => (await sql("apidb", `SELECT indexname FROM pg_indexes WHERE tablename = 'profiles' AND indexname = 'idx_profiles_nickname'`)).rows;
     await apply("apidb", m.name, "up");
     expect(await diff("apidb")).toEqual([]);
+    expect(await indexes()).toEqual([]);
+    await apply("apidb", m.name, "down"); // the column back, empty (its drop was named), with its index
+    expect(await nicknames()).toBe(0);
+    expect(await indexes()).toEqual([{ indexname: "idx_profiles_nickname" }]);
+    await apply("apidb", m.name, "up");
   });
 });
 

@@ -88,7 +88,7 @@ async function checkDatabase(config: Config, s: DbState, options: CheckOptions):
     const applied = new Set(s.applied.map((a) => a.name));
     await withShadow(s.target, { shadowUrl: options.shadowUrl, connectTimeoutMs: config.connectTimeoutMs }, async (shadow) => {
       await shadow.apply(s.files.filter((f) => applied.has(f.name)));
-      if (compareSchema) check.schemaDrift = diffCatalogs(await readCatalog(s.dataSource), await shadow.catalog());
+      if (compareSchema) check.schemaDrift = diffCatalogs(await readCatalog(s.dataSource), await shadow.catalog(), { columnOrder: false });
       if (afterPending) {
         await shadow.apply(s.pending);
         Object.assign(check, await entityDrift(shadow.dataSource, [...s.files.filter((f) => applied.has(f.name)), ...s.pending]));

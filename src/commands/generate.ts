@@ -9,21 +9,16 @@ import * as fs from "fs";
 import * as path from "path";
 import type { Config } from "../config";
 import type { DbName } from "../databases";
-import { MigrationError, UsageError } from "../errors";
+import { MigrationError } from "../errors";
+import { renderEvolveMigrations } from "../evolve";
 import { migrationsDir } from "../runner/migration-files";
-import { checkExists, closeStates, DbState, readStates } from "../deploy/plan";
-import { describeSql, loadSqlParser } from "../postgres/sql-parse";
-import { schemaDiffAfter } from "../schema/diff";
-import { IndexFacts, ManagedIndex, managedByMigrations, readIndexes, withoutForeignIndexes } from "../schema/indexes";
+import { checkExists, closeStates, readStates } from "../deploy/plan";
+import { loadSqlParser } from "../postgres/sql-parse";
+import type { ManagedIndex } from "../schema/indexes";
 import { checkMigrationName, renderMigration } from "../schema/render-migration";
-import { automaticCasts, rewritesTable } from "../safety/cast-probe";
-import { shortType } from "../safety/column-type-change";
-import { countDataLoss, lossLine } from "../safety/data-loss";
-import { fixEnumAdditions, removedEnumValues } from "../safety/enum-changes";
-import { impossibleChanges } from "../safety/live-checks";
-import { DiffShape, diffShape, Drop, parseDrop, parseRename, refuseUnnamed, Rename, renameStatement, shownDrop, shownRename, unnamedChanges, unusedDrops } from "../safety/named-changes";
-import { columnTypeChanges, Notice, OnlinePlan, Part, Phase, PHASES, planOnlineMigration } from "../safety/online-ddl";
-import { shownPath, Statement } from "../safety/typeorm-statements";
+import { parseDrop, parseRename } from "../safety/named-changes";
+import { Notice, OnlinePlan, Part, Phase, PHASES } from "../safety/online-ddl";
+import { assignNamed, DbPlan, planDatabase } from "./generate-plan";
 
 export interface GeneratedMigration {
   /** TypeORM's migration name: class name + 13-digit timestamp, e.g. `AddX1795600000001`. */
@@ -32,6 +27,8 @@ export interface GeneratedMigration {
   file?: string;
   /** false: the migration declares `transaction = false` and runs outside a transaction. */
   transaction: boolean;
+  /** Expand/contract: `expand` runs in migration:run, `contract` waits for migration:complete. */
+  phase?: "expand" | "contract";
   up: string[];
   down: string[];
 }
@@ -110,151 +107,8 @@ export interface GenerateOptions {
   timestamp?: number;
   /** `--rename` specs: `profiles.phone=phone_number`, `old_table=new_table`. */
   renames?: string[];
-  /** `--drop` specs: `profiles.note`, `old_table`. */
+  /** `--drop` specs: `profiles.note`. */
   drops?: string[];
-}
-
-/** What is written for one database, before any file is. */
-interface DbPlan {
-  changed: boolean;
-  plan: OnlinePlan;
-  /** Lines printed as warnings (data that will be dropped, indexes that go, renames). */
-  warnings: string[];
-  managed: ManagedIndex[];
-  duplicates: string[];
-  /** Lint findings the transaction part accepts (a rename said with --rename), with the reason. */
-  lintIgnore: Record<string, string>;
-}
-
-/** The database each --rename / --drop is about: where its table is (or, for a table rename, its old name). */
-async function assignNamed(states: DbState[], renames: Rename[], drops: Drop[]): Promise<Map<DbName, { renames: Rename[]; drops: Drop[] }>> {
-  const out = new Map(states.map((s) => [s.db, { renames: [] as Rename[], drops: [] as Drop[] }]));
-  const tablesOf = new Map<DbName, Set<string>>();
-  for (const s of states) {
-    const rows = (await s.dataSource.query(`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)) as Array<{ tablename: string }>;
-    tablesOf.set(s.db, new Set(rows.map((r) => r.tablename)));
-  }
-  const where = (table: string) => states.filter((s) => tablesOf.get(s.db)!.has(table)).map((s) => s.db);
-  const scope = states.map((s) => s.db).join(", ");
-  for (const r of renames) {
-    const table = r.kind === "column" ? r.table : r.from;
-    const dbs = where(table);
-    if (!dbs.length) throw new UsageError(`--rename ${shownRename(r)}: no table ${table} in ${scope}`);
-    dbs.forEach((db) => out.get(db)!.renames.push(r));
-  }
-  for (const d of drops) {
-    const dbs = where(d.table);
-    if (!dbs.length) throw new UsageError(`--drop ${shownDrop(d)}: no table ${d.table} in ${scope}`);
-    dbs.forEach((db) => out.get(db)!.drops.push(d));
-  }
-  return out;
-}
-
-/** Checks a column rename against the database: the old column is there, the new name is free. */
-async function checkRename(s: DbState, r: Rename): Promise<void> {
-  if (r.kind !== "column") {
-    const [{ taken }] = (await s.dataSource.query(`SELECT to_regclass($1) IS NOT NULL AS taken`, [`public."${r.to}"`])) as Array<{ taken: boolean }>;
-    if (taken) throw new UsageError(`--rename ${shownRename(r)}: table ${r.to} exists already`, s.db);
-    return;
-  }
-  const found = (await s.dataSource.query(
-    `SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY($2) AND attnum > 0 AND NOT attisdropped`,
-    [`public."${r.table}"`, [r.from, r.to]],
-  )) as Array<{ attname: string }>;
-  const names = found.map((f) => f.attname);
-  if (!names.includes(r.from)) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has no column ${r.from}`, s.db);
-  if (names.includes(r.to)) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has a column ${r.to} already`, s.db);
-}
-
-/**
- * Indexes TypeORM's up drops for good (not made again in the same change, nor going with their
- * table or column): announced like a dropped column.
- */
-function droppedIndexes(up: string[], indexes: IndexFacts[], shape: DiffShape): string[] {
-  const actions = up.flatMap((q) => describeSql(q));
-  const created = new Set(actions.flatMap((a) => (a.kind === "create-index" && a.name ? [a.name] : [])));
-  const goesAlong = (name: string) => {
-    const index = indexes.find((i) => i.name === name);
-    return !!index && (shape.droppedTables.includes(index.table) || index.columns.some((c) => shape.droppedColumns.some((d) => d.table === index.table && d.column === c)));
-  };
-  return actions.flatMap((a) => {
-    const name = a.kind === "drop-index" ? a.name.split(".").pop()! : undefined;
-    return name && !created.has(name) && !goesAlong(name) ? [name] : [];
-  });
-}
-
-/** Diffs one database and decides what to write, refusing what would lose data unasked or cannot work. */
-async function planDatabase(s: DbState, named: { renames: Rename[]; drops: Drop[] }, check: boolean): Promise<DbPlan> {
-  for (const r of named.renames) await checkRename(s, r);
-  const renames = named.renames.map(renameStatement);
-  const typeorm = await schemaDiffAfter(s.dataSource, renames.map((r) => r.up), 2000);
-  const indexes = await readIndexes(s.dataSource);
-  const applied = new Set(s.applied.map((a) => a.name));
-  const managed = managedByMigrations(indexes, s.files.filter((f) => applied.has(f.name)));
-  const { diff: filtered, duplicates } = withoutForeignIndexes(typeorm, managed, indexes);
-  const { rest, part: enumPart } = await fixEnumAdditions(s.dataSource, filtered);
-
-  const up = rest.up.map((q) => q.query);
-  const shape = diffShape(up);
-  unusedDrops(shape, named.drops, s.db);
-  const typeChanges = columnTypeChanges(rest);
-  const automatic = await automaticCasts(s.dataSource, typeChanges.flatMap((c) => [{ from: c.from.type, to: c.to.type }, { from: c.to.type, to: c.from.type }]));
-  const refusals = [
-    ...unnamedChanges(shape, named.drops),
-    ...(await impossibleChanges(s.dataSource, { up, typeChanges, automaticCast: automatic })),
-  ];
-  for (const r of await removedEnumValues(s.dataSource, up)) {
-    for (const c of r.columns) {
-      const [{ n }] = (await s.dataSource.query(`SELECT count(*) AS n FROM "${c.table}" WHERE "${c.column}"::text = ANY($1)`, [r.values])) as Array<{ n: string }>;
-      if (Number(n) > 0) refusals.push(`${c.table}.${c.column}: ${n} rows hold ${r.values.join(", ")}, which the entity removes from ${r.type}: change those rows first`);
-    }
-  }
-  // --check writes nothing: it shows the whole diff and says what generate would refuse.
-  if (!check) refuseUnnamed(refusals, s.db);
-
-  const plan = planOnlineMigration(rest, automatic);
-  const renamed: Statement[] = renames.map((r) => ({ query: r.up }));
-  plan.transaction = {
-    up: [...enumPart.up, ...renamed, ...plan.transaction.up],
-    down: [...plan.transaction.down, ...renames.map((r) => ({ query: r.down })).reverse(), ...enumPart.down],
-  };
-  // Named drops are counted now; the generic "DROP ... deletes" notices would only repeat them.
-  plan.notices = plan.notices.filter((n) => !/^DROP (COLUMN|TABLE) /.test(n.problem));
-  const losses = await countDataLoss(s.dataSource, PHASES.flatMap((phase) => plan[phase].up.map((q) => q.query)));
-  const warnings = [
-    ...(check ? refusals.map((r) => `generate refuses: ${r}`) : []),
-    ...losses.map(lossLine),
-    ...named.renames.map((r) => `${r.kind === "column" ? `${r.table}.${r.from}` : r.from} is renamed to ${r.to} (values kept): a service still using the old name fails until it is deployed`),
-    ...droppedIndexes(up, indexes, shape).map((name) => `index ${name} is dropped: no entity declares it (to keep it, declare it with @Index("${name}", { synchronize: false }))`),
-    ...duplicates.map((d) => `${d}: not written`),
-  ];
-  const lintIgnore: Record<string, string> = {};
-  // A type change PostgreSQL makes without a rewrite (a longer varchar, varchar -> text) takes its
-  // lock only for the catalog update: squawk's changing-column-type cannot know, PostgreSQL can.
-  const rewrites = await Promise.all(typeChanges.map(async (t) => ({ t, rewrites: await rewritesTable(s.dataSource, t.from.type, t.to.type) })));
-  for (const { t, rewrites: r } of rewrites) {
-    if (r === false) continue;
-    warnings.push(`${shownPath(t.table)}.${t.column}: ${shortType(t.from.type)} -> ${shortType(t.to.type)} rewrites ${shownPath(t.table)} under ACCESS EXCLUSIVE (reads and writes wait while it runs): lint refuses it (changing-column-type); accept it in the file's lint with a reason only if the table is small`);
-  }
-  if (rewrites.length && rewrites.every((r) => r.rewrites === false)) {
-    lintIgnore["changing-column-type"] = `${rewrites.map(({ t }) => `${shownPath(t.table)}.${t.column} ${shortType(t.from.type)} -> ${shortType(t.to.type)}`).join(", ")}: no rewrite and no scan (PostgreSQL's own check at generate time)`;
-  }
-  const said = named.renames.map(shownRename).join(", ");
-  if (named.renames.some((r) => r.kind === "column")) lintIgnore["renaming-column"] = `said with --rename ${said}`;
-  if (named.renames.some((r) => r.kind === "table")) lintIgnore["renaming-table"] = `said with --rename ${said}`;
-  if (named.drops.some((d) => d.column)) lintIgnore["ban-drop-column"] = `said with --drop ${named.drops.map(shownDrop).join(", ")}`;
-  if (named.drops.some((d) => !d.column)) lintIgnore["ban-drop-table"] = `said with --drop ${named.drops.map(shownDrop).join(", ")}`;
-  // DROP NOT NULL is metadata only; squawk bans it because readers may assume a value. The entity said it.
-  const nullable = up.flatMap((q) => {
-    const m = /^ALTER TABLE ("[^"]+"(?:\."[^"]+")?) ALTER COLUMN "([^"]+)" DROP NOT NULL$/.exec(q.trim());
-    return m ? [`${shownPath(m[1])}.${m[2]}`] : [];
-  });
-  if (nullable.length) {
-    lintIgnore["ban-drop-not-null"] = `${nullable.join(", ")}: nullable, as the entity says (metadata only, no scan)`;
-    warnings.push(...nullable.map((c) => `${c} may hold NULL from now on: readers that assume a value must handle it`));
-  }
-  const changed = PHASES.some((phase) => plan[phase].up.length + plan[phase].down.length > 0);
-  return { changed, plan, warnings, managed, duplicates, lintIgnore };
 }
 
 /**
@@ -276,38 +130,49 @@ export async function generateMigrations(config: Config, options: GenerateOption
     for (const s of states) {
       checkExists(s);
       if (s.pending.length) {
-        throw new MigrationError(`${s.pending.length} migration(s) pending (${s.pending[0].name}...): run \`npm run migration:run\` first so the diff is against the current schema`, s.db);
+        const contracts = s.pending.every((p) => p.phase === "contract");
+        throw new MigrationError(contracts
+          ? `${s.pending.length} contract migration(s) pending (${s.pending[0].name}...): run \`npm run migration:complete\` first so the diff is against the schema they leave`
+          : `${s.pending.length} migration(s) pending (${s.pending[0].name}...): run \`npm run migration:run\` first so the diff is against the current schema`, s.db);
       }
     }
     const named = await assignNamed(states, renames, drops);
     const plans: DbPlan[] = [];
     for (const s of states) plans.push(await planDatabase(s, named.get(s.db)!, !!options.check));
     const written: string[] = [];
+    const write = (file: string, text: string) => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, text, { flag: "wx" });
+      written.push(file);
+    };
     try {
       const databases = states.map((s, i): DbGenerateResult => {
-        const { changed, plan } = plans[i];
+        const { changed, plan, evolve } = plans[i];
         const phases = PHASES.filter((phase) => plan[phase].up.length + plan[phase].down.length > 0);
         const names = {} as Record<Phase, string>;
         const files = {} as Record<Phase, string | undefined>;
+        const fileOf = (stamp: number) => (options.check ? undefined : path.join(migrationsDir(config.migrationsDir, s.db), `${stamp}-${options.name}.ts`));
         phases.forEach((phase, k) => {
           names[phase] = `${options.name ?? "Migration"}${timestamp + k}`;
-          if (!options.check) files[phase] = path.join(migrationsDir(config.migrationsDir, s.db), `${timestamp + k}-${options.name}.ts`);
+          files[phase] = fileOf(timestamp + k);
         });
         const header = headers(options.name ?? "", phases, names, plan);
         const migrations = phases.map((phase): GeneratedMigration => {
           const part: Part = plan[phase];
           const file = files[phase];
-          if (file) {
-            fs.mkdirSync(path.dirname(file), { recursive: true });
-            const lintIgnore = phase === "transaction" ? plans[i].lintIgnore : undefined;
-            fs.writeFileSync(file, renderMigration(names[phase], part.up, part.down, { transaction: phase !== "concurrent", header: header[phase], lintIgnore }), { flag: "wx" });
-            written.push(file);
-          }
+          const lintIgnore = phase === "transaction" ? plans[i].lintIgnore : undefined;
+          if (file) write(file, renderMigration(names[phase], part.up, part.down, { transaction: phase !== "concurrent", header: header[phase], lintIgnore }));
           return {
             name: names[phase], file: file && path.relative(process.cwd(), file), transaction: phase !== "concurrent",
             up: part.up.map((q) => q.query), down: part.down.map((q) => q.query),
           };
         });
+        // Expand/contract after the in-place part: the expand at the next timestamp, its contract after it.
+        for (const e of renderEvolveMigrations(options.name ?? "Migration", timestamp + phases.length, evolve)) {
+          const file = fileOf(e.timestamp);
+          if (file) write(file, e.text);
+          migrations.push({ name: e.className, file: file && path.relative(process.cwd(), file), transaction: false, phase: e.phase, up: [], down: [] });
+        }
         const shown = (phase: Phase) => migrations[phases.indexOf(phase)]?.file;
         return {
           db: s.db,

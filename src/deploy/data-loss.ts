@@ -15,6 +15,12 @@ export async function plannedDataLoss(state: DbState, files: MigrationFile[], di
   if (!state.exists || !files.length) return [];
   const statements: string[] = [];
   for (const file of files) {
+    // Expand/contract keeps every value in the other column: only a dropped column's contract loses any.
+    const evolve = (file.migration as { evolve?: Array<{ kind: string; table: string; column?: string }> }).evolve;
+    if (evolve) {
+      if (direction === "up" && file.phase === "contract") statements.push(...evolve.flatMap((c) => (c.kind === "drop-column" ? [`ALTER TABLE "${c.table}" DROP COLUMN "${c.column}"`] : [])));
+      continue;
+    }
     // A migration that reads the database to decide what to do records nothing useful: its drops
     // cannot be counted ahead (the lint reports it as sql-not-captured).
     statements.push(...(await captureSql(state.dataSource, file, direction).catch(() => [])));

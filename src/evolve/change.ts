@@ -6,4 +6,8 @@ export type EvolveChange =
       /** SQL expressions over the column's name converting a value, e.g. `left("bio", 40)`; default: a cast. */
       toNew?: string; toOld?: string;
     }
-  | { kind: "drop-column"; table: string; column: string; type: string; notNull: boolean; default?: string };
+  | {
+      kind: "drop-column"; table: string; column: string; type: string; notNull: boolean; default?: string;
+      /** The column's indexes as pg_get_indexdef prints them: its down builds them again (CONCURRENTLY). */
+      indexes?: string[];
+    };

@@ -190,6 +190,8 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
       // The values went with the column (the user named the drop; the run's backup has them).
       const def = change.default !== undefined ? ` DEFAULT ${change.default}${change.notNull ? " NOT NULL" : ""}` : "";
       await inShortTransaction(qr, (t) => t.query(`ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(oldC)} ${change.type}${def}`));
+      // Its indexes, as they were: built without blocking writes (this migration runs outside a transaction).
+      for (const index of change.indexes ?? []) await qr.query(index.replace(/^CREATE (UNIQUE )?INDEX /, "CREATE $1INDEX CONCURRENTLY IF NOT EXISTS "));
       continue;
     }
     const newC = newColumn(change)!;

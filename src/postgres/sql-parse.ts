@@ -58,6 +58,8 @@ function isNotNull(columnDef: Node): boolean {
 }
 
 function hasDefault(columnDef: Node): boolean {
+  const type = names(columnDef.typeName?.names).replace(/^pg_catalog\./, "").toLowerCase();
+  if (["serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"].includes(type)) return true; // a sequence default
   return (columnDef.constraints ?? []).some((c: Node) => c.Constraint?.contype === "CONSTR_DEFAULT" || c.Constraint?.contype === "CONSTR_IDENTITY" || c.Constraint?.contype === "CONSTR_GENERATED");
 }
 

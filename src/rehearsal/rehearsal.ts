@@ -176,10 +176,10 @@ async function replay(input: RehearsalInput, scratch: Scratch, context: Rehearsa
     const afterUp = await readCatalog(ds);
     if (!(await phase(ds, [...input.pending].reverse(), "down", scratch, context, result))) return;
     const afterDown: Catalog = await readCatalog(ds);
-    result.downDifferences = diffCatalogs(afterDown, before);
+    result.downDifferences = diffCatalogs(afterDown, before, { columnOrder: false });
     result.downRestoresSchema = result.downDifferences.length === 0;
     if (!(await phase(ds, input.pending, "up-again", scratch, context, result))) return;
-    result.differences = diffCatalogs(await readCatalog(ds), afterUp);
+    result.differences = diffCatalogs(await readCatalog(ds), afterUp, { columnOrder: false });
     result.sameSchemaAfterDownUp = result.differences.length === 0;
   } finally {
     await ds.destroy().catch(() => undefined);

@@ -53,19 +53,28 @@ export async function countDataLoss(q: Queryable, statements: string[]): Promise
   await loadSqlParser();
   const found: CountedLoss[] = [];
   const seen = new Set<string>();
+  // What earlier statements of the stream did: a column renamed there is counted under its live
+  // name; one the stream itself created holds none of the database's values yet.
+  const liveName = new Map<string, string>();
+  const created = new Set<string>();
+  const live = (table: string, column: string) => liveName.get(`${table}.${column}`) ?? column;
   for (const sql of statements) {
     for (const a of describeSql(sql)) {
+      if (a.kind === "rename-column") liveName.set(`${a.table}.${a.to}`, live(a.table, a.column));
+      if (a.kind === "add-column") created.add(`${a.table}.${a.column}`);
+      if (a.kind === "create-table") created.add(a.table);
       if (a.kind !== "drop-column" && a.kind !== "drop-table" && a.kind !== "truncate") continue;
       const subject = a.kind === "drop-column" ? `${a.table}.${a.column}` : a.table;
-      if (seen.has(subject)) continue;
+      if (seen.has(subject) || created.has(subject) || created.has(a.table)) continue;
       seen.add(subject);
+      const column = a.kind === "drop-column" ? live(a.table, a.column) : "";
       const [row] = await rows<{ relation: string | null; present: boolean }>(q, `
         SELECT to_regclass($1)::text AS relation,
                EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped) AS present`,
-        [qualifiedIdent(a.table), a.kind === "drop-column" ? a.column : ""]);
+        [qualifiedIdent(a.table), column]);
       if (!row.relation || (a.kind === "drop-column" && !row.present)) continue;
       const counted = a.kind === "drop-column"
-        ? await rows<{ n: string }>(q, `SELECT count(${quoteIdent(a.column)}) AS n FROM ${qualifiedIdent(a.table)}`)
+        ? await rows<{ n: string }>(q, `SELECT count(${quoteIdent(column)}) AS n FROM ${qualifiedIdent(a.table)}`)
         : await rows<{ n: string }>(q, `SELECT count(*) AS n FROM ${qualifiedIdent(a.table)}`);
       const count = Number(counted[0].n);
       if (count > 0) found.push({ subject: subject.replace(/^public\./, ""), count, unit: a.kind === "drop-column" ? "values" : "rows" });

@@ -11,7 +11,7 @@
 // rewrite of its down; the rows that still hold a removed value are counted at generate time
 // (live-checks), since its up would fail on them.
 import type { DataSource } from "typeorm";
-import { Queryable, rows } from "../postgres/sql";
+import { Queryable, quoteIdent, rows } from "../postgres/sql";
 import type { Part } from "./online-ddl";
 import type { Statement } from "./typeorm-statements";
 
@@ -59,25 +59,29 @@ function enumDown(typePath: string, typeName: string, oldValues: string[], added
   const list = oldValues.map(literal).join(", ");
   const out: Statement[] = [];
   const checks = columns.map((c) => {
-    const where = c.array ? `NOT ("${c.column}"::text[] <@ ARRAY[${list}]::text[])` : `"${c.column}"::text NOT IN (${list})`;
-    return `  SELECT count(*) INTO n FROM "${c.table}" WHERE ${where};
-  IF n > 0 THEN RAISE EXCEPTION '${c.table}.${c.column}: % rows hold a value this down removes from ${typeName} (${added.join(", ").replace(/'/g, "''")}): change them first', n; END IF;`;
+    const col = quoteIdent(c.column);
+    const where = c.array ? `NOT (${col}::text[] <@ ARRAY[${list}]::text[])` : `${col}::text NOT IN (${list})`;
+    // The message is a parameter of RAISE, not its format: a % in a value stays a %.
+    const message = literal(`${c.table}.${c.column}: ${"{n}"} rows hold a value this down removes from ${typeName} (${added.join(", ")}): change them first`);
+    return `  SELECT count(*) INTO n FROM ${quoteIdent(c.table)} WHERE ${where};
+  IF n > 0 THEN RAISE EXCEPTION '%', replace(${message}, '{n}', n::text); END IF;`;
   });
   if (checks.length) {
     out.push({
-      query: `DO $$ DECLARE n bigint; BEGIN\n${checks.join("\n")}\nEND $$`,
+      query: `DO $migration_enum_down$ DECLARE n bigint; BEGIN\n${checks.join("\n")}\nEND $migration_enum_down$`,
       comment: "PostgreSQL cannot remove an enum value: the type is made again without it, which cannot hold rows that use it.",
     });
   }
-  for (const c of columns) if (c.default !== null) out.push({ query: `ALTER TABLE "${c.table}" ALTER COLUMN "${c.column}" DROP DEFAULT` });
+  for (const c of columns) if (c.default !== null) out.push({ query: `ALTER TABLE ${quoteIdent(c.table)} ALTER COLUMN ${quoteIdent(c.column)} DROP DEFAULT` });
   out.push({ query: `CREATE TYPE ${oldPath} AS ENUM(${list})` });
   for (const c of columns) {
-    const cast = c.array ? `"${c.column}"::text[]::${oldPath}[]` : `"${c.column}"::text::${oldPath}`;
-    out.push({ query: `ALTER TABLE "${c.table}" ALTER COLUMN "${c.column}" TYPE ${oldPath}${c.array ? "[]" : ""} USING ${cast}` });
+    const col = quoteIdent(c.column);
+    const cast = c.array ? `${col}::text[]::${oldPath}[]` : `${col}::text::${oldPath}`;
+    out.push({ query: `ALTER TABLE ${quoteIdent(c.table)} ALTER COLUMN ${col} TYPE ${oldPath}${c.array ? "[]" : ""} USING ${cast}` });
   }
   for (const c of columns) {
     // `'low'::t_priority_enum` names the type being replaced: the literal alone takes the column's type.
-    if (c.default !== null) out.push({ query: `ALTER TABLE "${c.table}" ALTER COLUMN "${c.column}" SET DEFAULT ${c.default.replace(/::[\w."[\]]+$/, "")}` });
+    if (c.default !== null) out.push({ query: `ALTER TABLE ${quoteIdent(c.table)} ALTER COLUMN ${quoteIdent(c.column)} SET DEFAULT ${c.default.replace(/::[\w."[\]]+$/, "")}` });
   }
   out.push({ query: `DROP TYPE ${typePath}` });
   out.push({ query: `ALTER TYPE ${oldPath} RENAME TO "${typeName}"` });
@@ -88,17 +92,18 @@ function enumDown(typePath: string, typeName: string, oldValues: string[], added
  * Takes TypeORM's ADD VALUE changes out of its diff and writes them as they should be. `rest` is the
  * diff without them (its up and down pair up again); `part` goes first in the transaction part.
  */
-export async function fixEnumAdditions(dataSource: DataSource, diff: Part): Promise<{ rest: Part; part: Part }> {
+export async function fixEnumAdditions(dataSource: DataSource, diff: Part): Promise<{ rest: Part; part: Part; added: Array<{ type: string; value: string }> }> {
   const additions = new Map<string, { name: string; values: string[] }>();
   for (const s of diff.up) {
     const m = ADD_VALUE.exec(s.query.trim());
     if (!m) continue;
     const path = m[1];
     const entry = additions.get(path) ?? { name: m[2] ?? m[3], values: [] };
-    entry.values.push(m[4].replace(/''/g, "'"));
+    const value = m[4].replace(/''/g, "'");
+    if (!entry.values.includes(value)) entry.values.push(value); // a type shared by columns is named once per column
     additions.set(path, entry);
   }
-  if (!additions.size) return { rest: diff, part: { up: [], down: [] } };
+  if (!additions.size) return { rest: diff, part: { up: [], down: [] }, added: [] };
   const part: Part = { up: [], down: [] };
   let down = diff.down;
   for (const [path, { name, values }] of additions) {
@@ -119,7 +124,8 @@ export async function fixEnumAdditions(dataSource: DataSource, diff: Part): Prom
     down = down.filter((s) => !s.query.includes(oldPath) && s.query.trim() !== `DROP TYPE ${path}`);
     part.down.unshift(...enumDown(path, name, facts.values, values, facts.columns));
   }
-  return { rest: { up: diff.up.filter((s) => !ADD_VALUE.test(s.query.trim())), down }, part };
+  const added = [...additions.values()].flatMap((a) => a.values.map((value) => ({ type: a.name, value })));
+  return { rest: { up: diff.up.filter((s) => !ADD_VALUE.test(s.query.trim())), down }, part, added };
 }
 
 /**

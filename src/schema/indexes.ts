@@ -89,13 +89,21 @@ export function managedByMigrations(indexes: IndexFacts[], applied: MigrationFil
   });
 }
 
+/** Names as the live database has them, for a diff taken after renames. */
+export interface LiveNames {
+  table(table: string): string;
+  column(table: string, column: string): string;
+}
+
 /** An existing index the `CREATE INDEX` statement would duplicate, if any. */
-export function duplicatedBy(create: string, indexes: IndexFacts[]): IndexFacts | undefined {
+export function duplicatedBy(create: string, indexes: IndexFacts[], live?: LiveNames): IndexFacts | undefined {
   const a = describeSql(create)[0];
   if (a?.kind !== "create-index" || a.expressions || a.where) return undefined;
   const table = a.table.replace(/^public\./, "");
-  return indexes.find((i) => i.table === table && i.name !== a.name && i.method === a.method && i.unique === a.unique
-    && !i.undeclarable.includes("partial") && !i.undeclarable.includes("expression") && i.columns.join(",") === a.columns.join(","));
+  const liveTable = live?.table(table) ?? table;
+  const columns = a.columns.map((c) => live?.column(table, c) ?? c).join(",");
+  return indexes.find((i) => i.table === liveTable && i.name !== a.name && i.method === a.method && i.unique === a.unique
+    && !i.undeclarable.includes("partial") && !i.undeclarable.includes("expression") && i.columns.join(",") === columns);
 }
 
 interface Query {
@@ -108,8 +116,11 @@ interface Query {
  * `duplicates`, `IDX_... duplicates idx_documents_status`). `generate` writes the rest; `check`
  * calls the rest drift.
  */
-export function withoutForeignIndexes<Q extends Query>(diff: { up: Q[]; down: Q[] }, managed: ManagedIndex[], indexes: IndexFacts[]): { diff: { up: Q[]; down: Q[] }; duplicates: string[] } {
+export function withoutForeignIndexes<Q extends Query>(diff: { up: Q[]; down: Q[] }, managed: ManagedIndex[], indexes: IndexFacts[], live?: LiveNames): { diff: { up: Q[]; down: Q[] }; duplicates: string[] } {
   const owned = new Set(managed.map((m) => m.name));
+  // An index the same diff drops (renamed in the entity, say) is no twin of the one it creates.
+  const dropped = new Set(diff.up.flatMap((q) => describeSql(q.query).flatMap((a) => (a.kind === "drop-index" ? [a.name.split(".").pop()!] : []))));
+  const remaining = indexes.filter((i) => !dropped.has(i.name) || owned.has(i.name));
   const duplicates: string[] = [];
   const skipped = new Set<string>(); // index names whose up (and so whose down) is left out
   const indexName = (q: Query) => {
@@ -122,7 +133,7 @@ export function withoutForeignIndexes<Q extends Query>(diff: { up: Q[]; down: Q[
     const i = indexName(q);
     if (i?.kind === "drop-index" && owned.has(i.name)) return !skipped.add(i.name);
     if (i?.kind === "create-index") {
-      const twin = duplicatedBy(q.query, indexes);
+      const twin = duplicatedBy(q.query, remaining, live);
       if (twin) {
         duplicates.push(`${i.name} duplicates ${twin.name}`);
         return !skipped.add(i.name);
