@@ -328,3 +328,29 @@ describe("backfill throttle on a real streaming replica", () => {
     }
   }, 300_000);
 });
+
+describe("expand/contract: a dropped column", () => {
+  const { dbs, copy, env } = migratedWithCopy("evolve_drop");
+  const change: EvolveChange = { kind: "drop-column", table: "profiles", column: "address", type: "text", notNull: false };
+
+  it("is a contract only: held back by run, dropped by complete, brought back (empty) by revert", async () => {
+    const apidb = dbs.names.apidb;
+    const files = renderEvolveMigrations("DropAddress", 1796000000300, [change]);
+    expect(files.map((f) => [f.className, f.phase])).toEqual([["DropAddress1796000000300", "contract"]]);
+    addRendered(copy(), "DropAddress", 1796000000300, [change]);
+    const column = async () => (await q(apidb, `SELECT 1 FROM information_schema.columns WHERE table_name = 'profiles' AND column_name = 'address'`)).length;
+
+    const run = await runCli(["migration:run", "--db", "apidb"], env());
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("apidb: DropAddress1796000000300 (contract) waits for migration:complete");
+    expect(await column()).toBe(1);
+
+    const complete = await runCli(["migration:complete", "--db", "apidb"], env());
+    expect(complete.code).toBe(0);
+    expect(complete.stdout).toContain("apidb: DropAddress1796000000300: profiles.address not recorded (nothing watched it: a dropped column has no expand)");
+    expect(await column()).toBe(0);
+
+    expect((await runCli(["migration:revert"], env())).code).toBe(0);
+    expect(await column()).toBe(1);
+  }, 120_000);
+});
