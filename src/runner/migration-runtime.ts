@@ -4,8 +4,7 @@
 // backfill) find it without the migration passing it on; under the plain TypeORM CLI it is absent
 // and the helpers fall back to the environment's settings.
 import type { QueryRunner } from "typeorm";
-import type { EvolveSettings } from "../config";
-import type { Timeouts } from "./migrator";
+import type { EvolveSettings, Timeouts } from "../config";
 
 /** A backfill's progress, or a pause of it, as data (the CLI prints it). */
 export interface BackfillEvent {
