@@ -105,7 +105,10 @@ describe("strict flags", () => {
     expect(oneLineError(rename.stderr)).toBe("error: --rename profiles.phone: expected table.old=new (a column) or old=new (a table)");
     const drop = await runCli(["migration:generate", "DropNote", "--drop", "a.b.c"], env);
     expect(drop.code).toBe(2);
-    expect(oneLineError(drop.stderr)).toBe("error: --drop a.b.c: expected table.column or table");
+    expect(oneLineError(drop.stderr)).toBe("error: --drop a.b.c: expected table.column");
+    const table = await runCli(["migration:generate", "DropLogs", "--drop", "login_logs"], env);
+    expect(table.code).toBe(2);
+    expect(oneLineError(table.stderr)).toBe("error: --drop login_logs: generate never drops a table (TypeORM leaves a table no entity names alone): drop it in a hand-written migration (migration:create)");
   });
 
   it("another command's flag is refused: migration:show --to", async () => {

@@ -155,7 +155,7 @@ describe("the commands", () => {
       expect(fs.readdirSync(`${copy.root}/apidb`).filter((f) => f.includes("DropNickname"))).toEqual([]);
       const r = await runCli(["migration:generate", "DropNickname", "--drop", "profiles.nickname"], { ...dbs.env, MIGRATIONS_DIR: copy.root });
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/authdb: no changes\napidb: wrote .*apidb\/\d{13}-DropNickname\.ts \(1 statement\)\nadmindb: no changes/);
+      expect(r.stdout).toMatch(/authdb: no changes\napidb: wrote .*apidb\/\d{13}-DropNickname\.ts \(contract: waits for migration:complete, after the new version is live\)\nadmindb: no changes/);
       const check = await runCli(["migration:generate", "--check", "--db", "apidb"], dbs.env);
       expect(check.code).toBe(1);
       expect(check.stdout).toContain(`ALTER TABLE "profiles" DROP COLUMN "nickname"`);
