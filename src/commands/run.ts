@@ -111,8 +111,8 @@ export async function runMigrations(config: Config, options: RunOptions): Promis
     });
     // In parallel; the first failure in deploy order is the one reported.
     const lints = await settleAll(states.map((s) => checkPlan(s, todo.get(s.db)!, { unsafe: options.unsafe || options.dryRun })));
-    for (const s of states) {
-      const lines = await plannedDataLoss(s, todo.get(s.db)!, "up");
+    for (const [i, s] of states.entries()) {
+      const lines = await plannedDataLoss(s, todo.get(s.db)!, "up", lints[i]?.recorded);
       if (!lines.length) continue;
       resultOf(s.db).dataLoss = lines;
       options.onDataLoss?.(s.db, lines);

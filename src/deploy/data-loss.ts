@@ -11,7 +11,7 @@ import { countDataLoss, lossLine } from "../safety/data-loss";
 import type { DbState } from "./plan";
 
 /** Drops that would meet data, one line each; empty when nothing holding data is dropped. */
-export async function plannedDataLoss(state: DbState, files: MigrationFile[], direction: "up" | "down"): Promise<string[]> {
+export async function plannedDataLoss(state: DbState, files: MigrationFile[], direction: "up" | "down", recorded?: Map<string, string[]>): Promise<string[]> {
   if (!state.exists || !files.length) return [];
   const statements: string[] = [];
   for (const file of files) {
@@ -23,7 +23,7 @@ export async function plannedDataLoss(state: DbState, files: MigrationFile[], di
     }
     // A migration that reads the database to decide what to do records nothing useful: its drops
     // cannot be counted ahead (the lint reports it as sql-not-captured).
-    statements.push(...(await captureSql(state.dataSource, file, direction).catch(() => [])));
+    statements.push(...(recorded?.get(file.name) ?? (await captureSql(state.dataSource, file, direction).catch(() => []))));
   }
   if (!statements.some((s) => /\b(DROP|TRUNCATE)\b/i.test(s))) return [];
   return (await countDataLoss(state.dataSource, statements)).map(lossLine);

@@ -13,7 +13,7 @@ import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
 import { checkLoadable, compileMigrations, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
-import { lintFailure, lintFiles, LintResult } from "../safety/lint";
+import { lintFailure, lintSql, LintResult, migrationSql, offlineDataSource } from "../safety/lint";
 import { SquashAdoption, SquashGap, squashView } from "../runner/squashed";
 
 export interface DbState {
@@ -220,19 +220,24 @@ export function checkIntegrity(state: DbState): void {
  * migration, the extensions they create are available, and their SQL lints clean (squawk) or
  * accepts its findings. With `unsafe`, lint findings are returned instead of refused.
  */
-export async function checkPlan(state: DbState, todo: MigrationFile[], options: { unsafe?: boolean } = {}): Promise<LintResult | undefined> {
+export async function checkPlan(state: DbState, todo: MigrationFile[], options: { unsafe?: boolean } = {}): Promise<PlanCheck | undefined> {
   checkIntegrity(state);
   if (!todo.length) return undefined;
   checkAdoptable(state);
   await compileMigrations(todo);
   checkLoadable(state.db, todo);
   await checkExtensions(state, todo);
-  // Linted from the SQL the migrations emit, recorded without a connection.
-  const lint = await lintFiles(state.db, todo);
+  // Linted from the SQL the migrations emit, recorded once without a connection (the data-loss
+  // count reads the same record).
+  const recorded = await migrationSql(todo, offlineDataSource(state.db));
+  const lint = await lintSql(state.db, recorded);
   const failure = lintFailure(lint);
   if (failure && !options.unsafe) throw new MigrationError(`${failure}, or deploy with --unsafe`, state.db);
-  return lint;
+  return { ...lint, recorded: new Map(recorded.map((e) => [e.file.name, e.sql])) };
 }
+
+/** What the plan checked: the lint, and the SQL each migration's up runs (by migration name). */
+export type PlanCheck = LintResult & { recorded: Map<string, string[]> };
 
 /**
  * Runs `body` under the deploy locks of `dbs`, with their states read after the locks were taken:
