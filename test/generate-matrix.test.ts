@@ -15,7 +15,7 @@ import { revertMigrations } from "../src/commands/revert";
 import { runMigrations } from "../src/commands/run";
 import { loadConfig } from "../src/config";
 import type { DbName } from "../src/databases";
-import { Document, LangchainEmbedding, LoginLog } from "../src/entities/admindb";
+import { Document, LangchainEmbedding, LoginLog, SystemLog } from "../src/entities/admindb";
 import { Profile } from "../src/entities/apidb";
 import { User } from "../src/entities/authdb";
 import { DEFAULT_TIMEOUTS } from "../src/runner/migrator";
@@ -169,7 +169,7 @@ async function runCase(c: Case): Promise<void> {
     const check = await checkDatabases(config, [c.db]);
     expect(check.databases[0]).toMatchObject({ entityDrift: [], historyDrift: [], schemaDrift: [], pending: [] });
     const again = await generateMigrations(config, { dbs: [c.db], check: true });
-    expect(again.databases[0].up).toEqual([]);
+    expect(again.databases[0].changed).toBe(false);
     if (c.values && values && !c.values.dropped) {
       expect(await fingerprint(c.db, c.values.afterTable ?? c.values.table, c.values.after ?? c.values.before)).toEqual(values);
     }
@@ -190,12 +190,12 @@ async function runCase(c: Case): Promise<void> {
     };
     await revert();
     await deployAll();
-    expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].up).toEqual([]);
+    expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].changed).toBe(false);
     await revert();
     for (const f of written()) fs.rmSync(`${copy.root}/${c.db}/${f}`);
     restore(snap);
     // Back where it was: the original entities match the database again.
-    expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].up).toEqual([]);
+    expect((await generateMigrations(config, { dbs: [c.db], check: true })).databases[0].changed).toBe(false);
   } finally {
     // A case that failed half way must not leave its change behind for the next one.
     for (; applied > 0; applied--) await revertMigrations(config, { target: { kind: "last-run" }, ...deploy }).catch(() => undefined);
@@ -297,6 +297,41 @@ describe("generate: the conformance matrix", () => {
     phases: ["expand", "contract"],
     warns: [/^authdb: users\.login_attempts: integer -> bigint in two phases/],
     values: { table: "users", before: "login_attempts" },
+  }));
+
+  it("a type change that also changes the default: two phases; the revert puts the old default back", () => runCase({
+    db: "authdb",
+    change: () => edit.column(User, "loginAttempts", { type: "bigint", default: 1 }),
+    phases: ["expand", "contract"],
+    values: { table: "users", before: "login_attempts" },
+  }));
+
+  it("a column with constraints or indexes, or a type without =: renamed or retyped in place, said why", async () => {
+    await runCase({
+      db: "apidb", change: () => edit.column(Profile, "userId", { name: "owner_id" }), named: { renames: ["profiles.user_id=owner_id"] },
+      writes: [`ALTER TABLE "profiles" RENAME COLUMN "user_id" TO "owner_id"`],
+      warns: [/^apidb: profiles\.user_id is renamed to owner_id in place \(two phases cannot carry it: its constraints \(profiles_user_id_key\) would go with the old column\)/],
+      values: { table: "profiles", before: "user_id", after: "owner_id" },
+    });
+    await runCase({
+      db: "admindb", change: () => edit.column(SystemLog, "logMetadata", { name: "metadata" }), named: { renames: ["system_logs.log_metadata=metadata"] },
+      writes: [`ALTER TABLE "system_logs" RENAME COLUMN "log_metadata" TO "metadata"`],
+      warns: [/its type has no = to compare old and new values/],
+    });
+    await runCase({
+      db: "authdb", change: () => edit.column(User, "email", { type: "varchar", length: 255 }),
+      writes: [/ALTER COLUMN "email" TYPE character varying\(255\)/],
+      warns: [/^authdb: users\.email: text -> varchar\(255\) rewrites users under ACCESS EXCLUSIVE, in place \(two phases cannot carry it: its constraints \(users_email_key\)/],
+      lintRefuses: ["changing-column-type"],
+      values: { table: "users", before: "email" },
+    });
+  });
+
+  it("dropping a NOT NULL column without a default: refused (the new version could not insert while it waits)", () => runCase({
+    db: "authdb",
+    change: () => edit.remove(User, "passwordHash"),
+    named: { drops: ["users.password_hash"] },
+    refused: /^--drop users\.password_hash: users\.password_hash is NOT NULL without a default, so the new version could not insert rows while it waits for migration:complete: make it nullable first/,
   }));
 
   it("narrowing type change text -> varchar(40): two phases, values kept both ways", () => runCase({

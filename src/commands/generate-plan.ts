@@ -80,6 +80,24 @@ async function columnFacts(s: DbState, table: string, column: string): Promise<C
   return c ? { type: c.type, notNull: c.notnull, ...(c.def !== null ? { default: c.def } : {}) } : undefined;
 }
 
+/**
+ * Why a two-phase change cannot carry this column yet, or undefined when it can: constraints (a
+ * foreign key, UNIQUE, CHECK, primary key) go with the old column at the contract, a rename's indexes
+ * would come back under other names, and a type without `=` (json) cannot be compared by the trigger.
+ */
+async function twoPhaseBlocker(s: DbState, table: string, column: string, kind: "rename" | "type"): Promise<string | undefined> {
+  const [facts] = await rows<{ constraints: string[]; indexes: string[]; equality: boolean }>(s.dataSource, `
+    SELECT array(SELECT c.conname::text FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey) ORDER BY 1) AS constraints,
+           array(SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = a.attrelid AND a.attnum = ANY (i.indkey::int2[]) ORDER BY 1) AS indexes,
+           EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS equality
+      FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`, [`public.${quoteIdent(table)}`, column]);
+  if (!facts) return undefined;
+  if (facts.constraints.length) return `its constraints (${facts.constraints.join(", ")}) would go with the old column`;
+  if (kind === "rename" && facts.indexes.length) return `its indexes (${facts.indexes.join(", ")}) would come back under other names`;
+  if (!facts.equality) return "its type has no = to compare old and new values";
+  return undefined;
+}
+
 /** Checks the named changes against the database: what is renamed or dropped is there, a new name is free. */
 async function checkNamed(s: DbState, named: Named): Promise<void> {
   for (const r of named.renames) {
@@ -95,7 +113,12 @@ async function checkNamed(s: DbState, named: Named): Promise<void> {
     }
   }
   for (const d of named.drops) {
-    if (!(await columnFacts(s, d.table, d.column))) throw new UsageError(`--drop ${shownDrop(d)}: ${d.table} has no column ${d.column}`, s.db);
+    const f = await columnFacts(s, d.table, d.column);
+    if (!f) throw new UsageError(`--drop ${shownDrop(d)}: ${d.table} has no column ${d.column}`, s.db);
+    // The column stays until migration:complete: the new version, which does not know it, must be able to insert.
+    if (f.notNull && f.default === undefined) {
+      throw new UsageError(`--drop ${shownDrop(d)}: ${d.table}.${d.column} is NOT NULL without a default, so the new version could not insert rows while it waits for migration:complete: make it nullable first (generate, run), then drop it`, s.db);
+    }
   }
 }
 
@@ -137,17 +160,20 @@ function droppedIndexes(up: string[], indexes: IndexFacts[], shape: DiffShape): 
  */
 function withoutColumn(diff: Part, table: string, column: string): Part {
   const bare = (t: string) => t.replace(/^public\./, "");
+  // The indexes TypeORM drops and makes again around the column; one the entity newly declares stays.
+  const dropped = new Set(diff.up.flatMap((q) => describeSql(q.query).flatMap((a) => (a.kind === "drop-index" ? [a.name.split(".").pop()!] : []))));
+  const indexNames = new Set(diff.up.flatMap((q) => describeSql(q.query).flatMap((a) => (a.kind === "create-index" && bare(a.table) === table && a.columns.includes(column) && a.name && dropped.has(a.name) ? [a.name] : []))));
   const touches = (q: Statement) => describeSql(q.query).some((a) =>
     ((a.kind === "drop-column" || a.kind === "add-column") && bare(a.table) === table && a.column === column)
-    || (a.kind === "create-index" && bare(a.table) === table && a.columns.includes(column)));
-  const indexNames = new Set(diff.up.flatMap((q) => describeSql(q.query).flatMap((a) => (a.kind === "create-index" && bare(a.table) === table && a.columns.includes(column) && a.name ? [a.name] : []))));
+    || (a.kind === "create-index" && !!a.name && indexNames.has(a.name)));
   const dropsIndex = (q: Statement) => describeSql(q.query).some((a) => a.kind === "drop-index" && indexNames.has(a.name.split(".").pop()!));
   return { up: diff.up.filter((q) => !touches(q) && !dropsIndex(q)), down: diff.down.filter((q) => !touches(q) && !dropsIndex(q)) };
 }
 
 /** A statement of the in-place part that names `column` of `table` (which only exists once an expand made it). */
 function mentions(statements: Statement[], table: string, column: string): boolean {
-  return statements.some((q) => describeSql(q.query).some((a) => "table" in a && a.table.replace(/^public\./, "") === table) && q.query.includes(`"${column}"`));
+  // On the table itself, or from another one (a foreign key's REFERENCES "t"("c")).
+  return statements.some((q) => q.query.includes(`"${table}"`) && q.query.includes(`"${column}"`));
 }
 
 /** Diffs one database and decides what to write, refusing what would lose data unasked or cannot work. */
@@ -192,24 +218,39 @@ export async function planDatabase(s: DbState, named: Named, check: boolean): Pr
   const evolve: EvolveChange[] = [];
   let rest = diff;
   const inPlaceTypes: ColumnTypeChange[] = [];
+  const rewritten: string[] = [];
   for (const t of typeChanges) {
     const table = shownPath(t.table);
     if ((await rewritesTable(s.dataSource, t.from.type, t.to.type)) === false) {
       inPlaceTypes.push(t);
       continue;
     }
+    const blocker = await twoPhaseBlocker(s, live.table(table), live.column(table, t.column), "type");
+    if (blocker) {
+      rewritten.push(`${table}.${t.column}: ${shortType(t.from.type)} -> ${shortType(t.to.type)} rewrites ${table} under ACCESS EXCLUSIVE, in place (two phases cannot carry it: ${blocker}): lint refuses it (changing-column-type); accept it in the file's lint with a reason only if the table is small`);
+      continue;
+    }
     const current = await columnFacts(s, live.table(table), live.column(table, t.column));
     evolve.push({
       kind: "change-type", table, column: t.column, fromType: current?.type ?? t.from.type, toType: t.to.type, notNull: t.to.notNull,
       ...(t.to.default !== undefined ? { default: t.to.default } : {}),
+      fromNotNull: current?.notNull ?? t.from.notNull, fromDefault: current?.default ?? null,
       // No assignment cast (text -> integer): the backfill's UPDATE says the cast (values were checked to convert).
       ...(automatic(t.from.type, t.to.type) ? {} : { toNew: `${quoteIdent(t.column)}::${t.to.type}` }),
     });
     rest = withoutColumn(rest, table, t.column);
   }
+  const inPlaceRenames: Rename[] = [];
   for (const r of named.renames) {
     if (r.kind !== "column") continue;
     const f = facts.get(`${r.table}.${r.from}`)!;
+    const blocker = await twoPhaseBlocker(s, r.table, r.from, "rename");
+    if (blocker) {
+      // In place: every value kept, but an old service still naming the column fails until it is deployed.
+      inPlaceRenames.push(r);
+      rewritten.push(`${r.table}.${r.from} is renamed to ${r.to} in place (two phases cannot carry it: ${blocker}): values kept, but a service still using ${r.from} fails until it is deployed`);
+      continue;
+    }
     if (mentions(rest.up, r.table, r.to) || evolve.some((e) => e.kind === "change-type" && e.table === r.table && e.column === r.to)) {
       refusals.push(`${r.table}.${r.to}: renamed and changed at once: generate the rename alone, run and complete it, then change the column`);
     }
@@ -227,7 +268,7 @@ export async function planDatabase(s: DbState, named: Named, check: boolean): Pr
   if (!check) refuseUnnamed(refusals, s.db);
 
   const plan = planOnlineMigration(rest, automatic);
-  const tableRenames = named.renames.filter((r) => r.kind === "table").map(renameStatement);
+  const tableRenames = [...named.renames.filter((r) => r.kind === "table"), ...inPlaceRenames].map(renameStatement);
   plan.transaction = {
     up: [...enumPart.up, ...tableRenames.map((r) => ({ query: r.up })), ...plan.transaction.up],
     down: [...plan.transaction.down, ...tableRenames.map((r) => ({ query: r.down })).reverse(), ...enumPart.down],
@@ -236,9 +277,10 @@ export async function planDatabase(s: DbState, named: Named, check: boolean): Pr
   const warnings = [
     ...(check ? refusals.map((r) => `generate refuses: ${r}`) : []),
     ...losses.map((l) => `${lossLine(l)} (by migration:complete: the column stays until the old services are gone)`),
-    ...named.renames.map((r) => r.kind === "column"
+    ...named.renames.filter((r) => !inPlaceRenames.includes(r)).map((r) => r.kind === "column"
       ? `${r.table}.${r.from} is renamed to ${r.to} in two phases (values kept): migration:run adds ${r.to} and keeps both equal, migration:complete drops ${r.from} once no client writes it`
       : `${r.from} is renamed to ${r.to} (values kept): a service still using the old name fails until it is deployed`),
+    ...rewritten,
     ...evolve.filter((e) => e.kind === "change-type").map((e) => e.kind === "change-type" && `${e.table}.${e.column}: ${shortType(e.fromType)} -> ${shortType(e.toType)} in two phases (a rewrite in place would hold ACCESS EXCLUSIVE): a new column kept equal by a trigger and filled in batches, swapped in by migration:complete`).filter((w): w is string => !!w),
     ...droppedIndexes(up, indexes, shape).map((name) => `index ${name} is dropped: no entity declares it (to keep it, declare it with @Index("${name}", { synchronize: false }))`),
     ...duplicates.map((d) => `${d}: not written`),
@@ -251,7 +293,8 @@ export async function planDatabase(s: DbState, named: Named, check: boolean): Pr
   if (inPlaceTypes.length && alterTypes === inPlaceTypes.length) {
     lintIgnore["changing-column-type"] = `${inPlaceTypes.map((t) => `${shownPath(t.table)}.${t.column} ${shortType(t.from.type)} -> ${shortType(t.to.type)}`).join(", ")}: no rewrite and no scan (PostgreSQL's own check at generate time)`;
   }
-  if (tableRenames.length) lintIgnore["renaming-table"] = `said with --rename ${named.renames.filter((r) => r.kind === "table").map(shownRename).join(", ")}`;
+  if (named.renames.some((r) => r.kind === "table")) lintIgnore["renaming-table"] = `said with --rename ${named.renames.filter((r) => r.kind === "table").map(shownRename).join(", ")}`;
+  if (inPlaceRenames.length) lintIgnore["renaming-column"] = `said with --rename ${inPlaceRenames.map(shownRename).join(", ")} (in place: two phases cannot carry it)`;
   // DROP NOT NULL is metadata only; squawk bans it because readers may assume a value. The entity said it.
   const nullable = up.flatMap((q) => {
     const m = /^ALTER TABLE ("[^"]+"(?:\."[^"]+")?) ALTER COLUMN "([^"]+)" DROP NOT NULL$/.exec(q.trim());

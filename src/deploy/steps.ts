@@ -284,6 +284,10 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
           else if ((step.file.migration as { transaction?: boolean }).transaction === false) message += " (it ran outside a transaction: check for partial changes before running again; an INVALID index it built was dropped)";
           else if (/cannot run inside a transaction block/.test(message)) message += " (set `transaction = false` in the migration: CONCURRENTLY runs outside a transaction)";
           result.failure = { db: step.state.db, migration: step.file.name, message, undone: [], undoFailed: null, restoreCommand };
+          // An expand cut half way (a backfill that met a value it cannot convert) leaves its trigger and
+          // new column: its down (IF EXISTS throughout) takes away what it did, with the rest of the run.
+          const migration = step.file.migration as { evolve?: unknown; phase?: string };
+          if (migration.evolve && migration.phase === "expand") done.push(step);
           break;
         }
       }

@@ -195,6 +195,9 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
       continue;
     }
     const newC = newColumn(change)!;
+    // The old column as it was: a type change's own NOT NULL and default (a rename keeps them).
+    const oldNotNull = change.kind === "change-type" ? (change.fromNotNull ?? change.notNull) : change.notNull;
+    const oldDefault = change.kind === "change-type" && change.fromDefault !== undefined ? change.fromDefault : change.default;
     const done = !recording && (await columnExists(qr, table, change.kind === "change-type" ? newC : oldC));
     if (!done) {
       const renames = change.kind === "change-type" ? await indexesOn(qr, table, oldC) : [];
@@ -206,7 +209,7 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
         // In the expanded state the new column has no default: the trigger tells an old service's INSERT by its NULL.
         `ALTER TABLE public.${q(table)} ALTER COLUMN ${q(newC)} DROP DEFAULT`,
         `ALTER TABLE public.${q(table)} ADD COLUMN IF NOT EXISTS ${q(oldC)} ${oldType(change)}`,
-        ...(change.notNull ? [addNotNullCheckSql(table, oldC)] : []),
+        ...(oldNotNull ? [addNotNullCheckSql(table, oldC)] : []),
         triggerSql(change)[1],
       ]));
     }
@@ -214,8 +217,8 @@ export async function undoContract(qr: Runner, changes: EvolveChange[]): Promise
       table, name: cursorName(change, "undo-contract"), setLocal: { [BACKFILLING]: "on" },
       set: `${q(oldC)} = ${toOldSql(change, q(newC))}`, where: `${q(oldC)} IS NULL AND ${q(newC)} IS NOT NULL`,
     });
-    if (change.notNull) await validateNotNull(qr, table, oldC);
-    if (change.default !== undefined) await inShortTransaction(qr, (t) => t.query(`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(oldC)} SET DEFAULT ${change.default}`));
+    if (oldNotNull) await validateNotNull(qr, table, oldC);
+    if (oldDefault) await inShortTransaction(qr, (t) => t.query(`ALTER TABLE public.${q(table)} ALTER COLUMN ${q(oldC)} SET DEFAULT ${oldDefault}`));
     await copyIndexes(qr, table, newC, oldC, (index) => counterpartIndex(index, newC, oldC));
   }
 }

@@ -32,7 +32,9 @@ function lintReasons(phase: "expand" | "contract", changes: EvolveChange[]): Rec
     out["ban-drop-column"] = "down only: drops the column this expand added; the trigger kept every value in the old one";
     out["adding-field-with-default"] = "the new column is added without a default (no rewrite)";
   } else {
-    out["ban-drop-column"] = "expand/contract: every row was verified equal in the new column before the old one is dropped, and no client wrote the old name for MIGRATION_CONTRACT_IDLE";
+    out["ban-drop-column"] = changes.every((c) => c.kind === "drop-column")
+      ? "named with --drop: the column stayed until migration:complete, after the new version (which does not use it) was deployed"
+      : "expand/contract: every row was verified equal in the new column before the old one is dropped, and no client wrote the old name for MIGRATION_CONTRACT_IDLE";
     out["prefer-robust-stmts"] = "each step is one short transaction of its own, retried, and safe to run again";
     if (changes.some((c) => c.kind === "change-type")) out["renaming-column"] = "expand/contract: the new-typed column takes the old name once no client uses the old one";
     if (changes.some((c) => c.notNull)) out["adding-not-nullable-field"] = "SET NOT NULL uses the CHECK validated in the expand: no table scan";
