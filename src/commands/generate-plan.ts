@@ -98,15 +98,21 @@ async function twoPhaseBlocker(s: DbState, table: string, column: string, kind: 
   return undefined;
 }
 
-/** Checks the named changes against the database: what is renamed or dropped is there, a new name is free. */
-async function checkNamed(s: DbState, named: Named): Promise<void> {
+/**
+ * Checks the named changes against the database (what is renamed or dropped is there, a new name is
+ * free) and returns the facts of each renamed or dropped column, by `table.column`.
+ */
+async function checkNamed(s: DbState, named: Named): Promise<Map<string, ColumnFacts>> {
+  const facts = new Map<string, ColumnFacts>();
   for (const r of named.renames) {
     if (r.kind === "table") {
       const [{ taken }] = await rows<{ taken: boolean }>(s.dataSource, `SELECT to_regclass($1) IS NOT NULL AS taken`, [`public.${quoteIdent(r.to)}`]);
       if (taken) throw new UsageError(`--rename ${shownRename(r)}: table ${r.to} exists already`, s.db);
       continue;
     }
-    if (!(await columnFacts(s, r.table, r.from))) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has no column ${r.from}`, s.db);
+    const from = await columnFacts(s, r.table, r.from);
+    if (!from) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has no column ${r.from}`, s.db);
+    facts.set(`${r.table}.${r.from}`, from);
     if (await columnFacts(s, r.table, r.to)) throw new UsageError(`--rename ${shownRename(r)}: ${r.table} has a column ${r.to} already`, s.db);
     if (named.renames.some((t) => t.kind === "table" && t.from === r.table)) {
       throw new UsageError(`--rename ${shownRename(r)}: rename the table and its columns in two changes (the column rename runs while both names are in use)`, s.db);
@@ -119,7 +125,9 @@ async function checkNamed(s: DbState, named: Named): Promise<void> {
     if (f.notNull && f.default === undefined) {
       throw new UsageError(`--drop ${shownDrop(d)}: ${d.table}.${d.column} is NOT NULL without a default, so the new version could not insert rows while it waits for migration:complete: make it nullable first (generate, run), then drop it`, s.db);
     }
+    facts.set(`${d.table}.${d.column}`, f);
   }
+  return facts;
 }
 
 /**
@@ -178,11 +186,8 @@ function mentions(statements: Statement[], table: string, column: string): boole
 
 /** Diffs one database and decides what to write, refusing what would lose data unasked or cannot work. */
 export async function planDatabase(s: DbState, named: Named, check: boolean): Promise<DbPlan> {
-  await checkNamed(s, named);
+  const facts = await checkNamed(s, named);
   const live = liveNamesOf(named.renames);
-  const facts = new Map<string, ColumnFacts>();
-  for (const r of named.renames) if (r.kind === "column") facts.set(`${r.table}.${r.from}`, (await columnFacts(s, r.table, r.from))!);
-  for (const d of named.drops) facts.set(`${d.table}.${d.column}`, (await columnFacts(s, d.table, d.column))!);
 
   // TypeORM's diff as if the renames and drops were done (in a transaction rolled back): what else changes.
   const before = [...named.renames.map((r) => renameStatement(r).up), ...named.drops.map(dropStatement)];

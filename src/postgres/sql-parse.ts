@@ -144,11 +144,3 @@ export function describeSql(sql: string): SqlAction[] {
   }
   return stmts.flatMap((s) => actionsOf(s.stmt));
 }
-
-/** The text of each statement of `sql`, split where PostgreSQL's grammar splits it. */
-export function splitSql(sql: string): string[] {
-  if (!loaded) throw new Error("splitSql: call loadSqlParser() first");
-  const stmts = pgQuery.parseSync(sql).stmts ?? [];
-  const bytes = Buffer.from(sql, "utf8");
-  return stmts.map((s) => bytes.subarray(s.stmt_location ?? 0, s.stmt_len ? (s.stmt_location ?? 0) + s.stmt_len : undefined).toString("utf8").trim());
-}

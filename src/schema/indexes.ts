@@ -62,10 +62,10 @@ export async function readIndexes(q: Queryable): Promise<IndexFacts[]> {
 }
 
 /** Whether one of `files` creates an index of this name (its source says `INDEX ... name`). */
-export function createdByMigration(name: string, files: MigrationFile[]): MigrationFile | undefined {
+export function createdByMigration(name: string, files: MigrationFile[], source: (f: MigrationFile) => string = (f) => fs.readFileSync(f.path, "utf8")): MigrationFile | undefined {
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const pattern = new RegExp(`INDEX\\s+(?:CONCURRENTLY\\s+)?(?:IF\\s+NOT\\s+EXISTS\\s+)?(?:\\\\?"?public\\\\?"?\\.)?\\\\?"?${escaped}\\b`, "i");
-  return files.find((f) => pattern.test(fs.readFileSync(f.path, "utf8")));
+  return files.find((f) => pattern.test(source(f)));
 }
 
 export interface ManagedIndex {
@@ -82,9 +82,12 @@ export interface ManagedIndex {
  * migrations. `generate` leaves them alone and `check` lists them apart from drift.
  */
 export function managedByMigrations(indexes: IndexFacts[], applied: MigrationFile[]): ManagedIndex[] {
+  // Each source read once, and only when some index is one TypeORM cannot declare.
+  const sources = new Map<MigrationFile, string>();
+  const source = (f: MigrationFile) => sources.get(f) ?? sources.set(f, fs.readFileSync(f.path, "utf8")).get(f)!;
   return indexes.flatMap((i) => {
     if (i.constraint || !i.undeclarable.length) return [];
-    const file = createdByMigration(i.name, applied);
+    const file = createdByMigration(i.name, applied, source);
     return file ? [{ name: i.name, table: i.table, why: i.undeclarable.join(", "), migration: file.name }] : [];
   });
 }
