@@ -1,7 +1,9 @@
-// Many pending migrations at once (200: enough for the batched compile to use its worker threads,
-// src/runner/compile.ts): each still applied in its own transaction with its bookkeeping, in order,
-// with its checksum on record; a syntax error in one of them stops the run in its plan with its file,
-// line and column; a migration requiring a TypeScript helper of its own still loads. Never timed.
+// Many pending migrations at once (200): each still applied in its own transaction with its
+// bookkeeping, in order, with its checksum on record; a syntax error in one of them stops the run in
+// its plan with its file, line and column (TypeScript's diagnostic); a migration requiring a
+// TypeScript helper of its own still loads; one written with TypeScript-only syntax (an enum, a
+// generic, `as const`, class fields) and one with a decorator (compiled by TypeScript, not sucrase:
+// src/runner/compile.ts) run as written. Never timed.
 import * as fs from "fs";
 import * as path from "path";
 import { readApplied, readHistory } from "../src/runner/history";
@@ -30,6 +32,47 @@ describe("200 pending migrations in one run", () => {
       if (i === 100) {
         // Requires a TypeScript module of its own: resolved from the migration's folder, compiled on the fly.
         copy.addCode("apidb", name, T0 + i, `const { tableName } = require("../helpers/table-name");\n        await queryRunner.query(\`CREATE TABLE "\${tableName(${i})}" (id int PRIMARY KEY)\`);`, `await queryRunner.query(\`DROP TABLE many_${i}\`);`);
+      } else if (i === 120) {
+        const file = path.join(copy.root, "apidb", `${T0 + i}-${name}.ts`);
+        fs.writeFileSync(file, `import { MigrationInterface, QueryRunner } from "typeorm";
+
+enum Kind { Plain = "many", Other = "other" }
+const label = <T extends string>(k: T, n: number): \`\${T}_\${number}\` => \`\${k}_\${n}\` as const;
+
+export class ${name}${T0 + i} implements MigrationInterface {
+    timeouts = { statementTimeout: "1min" } as const;
+    private readonly table: string = label(Kind.Plain, ${i});
+    declare unused?: number;
+
+    public async up(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query(\`CREATE TABLE "\${this.table}" (id int PRIMARY KEY, note text DEFAULT '\${this.timeouts?.statementTimeout ?? "none"}')\`);
+    }
+
+    public async down(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query(\`DROP TABLE "\${this.table}"\`);
+    }
+}
+`);
+      } else if (i === 130) {
+        const file = path.join(copy.root, "apidb", `${T0 + i}-${name}.ts`);
+        fs.writeFileSync(file, `import { MigrationInterface, QueryRunner } from "typeorm";
+
+function logged(_target: object, _key: string, descriptor: PropertyDescriptor): void {
+    const original = descriptor.value;
+    descriptor.value = function (this: unknown, ...args: unknown[]) { return original.apply(this, args); };
+}
+
+export class ${name}${T0 + i} implements MigrationInterface {
+    @logged
+    public async up(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query("CREATE TABLE many_${i} (id int PRIMARY KEY)");
+    }
+
+    public async down(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query("DROP TABLE many_${i}");
+    }
+}
+`);
       } else {
         copy.add("apidb", name, T0 + i, `CREATE TABLE many_${i} (id int PRIMARY KEY)`, `DROP TABLE many_${i}`);
       }
@@ -72,6 +115,9 @@ describe("200 pending migrations in one run", () => {
       expect(history.find((h) => h.name === names[99])).toEqual(expect.objectContaining({ direction: "up", command: "migration:run", checksum: checksumOf(fs.readFileSync(file, "utf8")) }));
       const tables = await c.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'many\\_%'`);
       expect(tables.rows[0].n).toBe(COUNT);
+      // The migration written with TypeScript-only syntax ran as written: its class fields were set.
+      const note = await c.query(`SELECT column_default FROM information_schema.columns WHERE table_name = 'many_120' AND column_name = 'note'`);
+      expect(note.rows[0].column_default).toBe("'1min'::text");
     });
 
     const revert = await runCli(["migration:revert", "--db", "apidb", "--steps", "3"], env());

@@ -9,7 +9,7 @@ import type { MigrationInterface } from "typeorm";
 import type { DbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
 import { PROJECT_ROOT } from "../paths";
-import { compileAll, compiledSource, compileMany } from "./compile";
+import { compileAll, compiledSource } from "./compile";
 
 export interface MigrationFile {
   /** TypeORM's name: the class name, e.g. `Init1732440000000`. */
@@ -106,7 +106,8 @@ function compiledTwin(source: string, checksum: string): string | undefined {
 
 /**
  * Runs a migration's JavaScript, compiled in a batch (./compile), as the module of its .ts file:
- * its own requires resolve from its folder as usual.
+ * its own requires resolve from its folder as usual, then from this project's packages (a
+ * MIGRATIONS_DIR outside the project still finds typeorm).
  */
 function requireCompiled(db: DbName, full: string, checksum: string): Record<string, unknown> {
   const { js, errors } = compiledSource(full, checksum);
@@ -115,7 +116,7 @@ function requireCompiled(db: DbName, full: string, checksum: string): Record<str
   const internal = Module as unknown as { _nodeModulePaths(dir: string): string[] };
   const loaded = new Module(full, module) as Module & { _compile(code: string, file: string): void };
   loaded.filename = full;
-  loaded.paths = internal._nodeModulePaths(path.dirname(full));
+  loaded.paths = [...new Set([...internal._nodeModulePaths(path.dirname(full)), path.join(PROJECT_ROOT, "node_modules")])];
   loaded._compile(js, full);
   return loaded.exports as Record<string, unknown>;
 }
@@ -174,12 +175,9 @@ export function syntaxErrors(file: MigrationFile): string[] {
 
 const toCompile = (files: MigrationFile[]) => files.filter((f) => !compiledTwin(f.path, f.checksum)).map((f) => ({ file: f.path, checksum: f.checksum }));
 
-/**
- * Compiles these migrations ahead of `checkLoadable`, many at once in worker threads (./compile):
- * what a run over thousands of pending migrations calls first.
- */
+/** Compiles these migrations ahead of `checkLoadable`: what a run over thousands of pending migrations calls first. */
 export async function compileMigrations(files: MigrationFile[]): Promise<void> {
-  await compileMany(toCompile(files));
+  compileAll(toCompile(files));
 }
 
 /**

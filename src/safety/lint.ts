@@ -304,6 +304,25 @@ function sqlText(statements: string[]): string {
     .join("\n");
 }
 
+/** Memory-backed, where the machine has it: creating thousands of small files there is 15× faster than on disk. */
+const SHARED_MEMORY = "/dev/shm";
+
+/**
+ * Where the lint's files go: shared memory when it is there, writable and has ample room for them
+ * (a container's is 64 MB by default), else the temp directory.
+ */
+function scratchRoot(entries: MigrationSql[]): string {
+  try {
+    const bytes = entries.reduce((n, e) => n + e.sql.reduce((m, s) => m + s.length * 4 + 1, 256), 0);
+    const { bavail, bsize } = fs.statfsSync(SHARED_MEMORY);
+    fs.accessSync(SHARED_MEMORY, fs.constants.W_OK);
+    if (bavail * bsize > 4 * bytes + 16 * 1048576) return SHARED_MEMORY;
+  } catch {
+    /* no shared memory here */
+  }
+  return os.tmpdir();
+}
+
 /**
  * Lints recorded SQL: squawk once over all the migrations' files, then our filters and the
  * migrations' acceptances. `db` only labels the findings.
@@ -324,7 +343,7 @@ export async function lintSql(db: DbName, entries: MigrationSql[], options: Lint
 
   const toLint = entries.filter((e) => !e.captureError && e.sql.length);
   if (toLint.length) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aimig-lint-"));
+    const dir = fs.mkdtempSync(path.join(scratchRoot(toLint), "aimig-lint-"));
     try {
       const written = toLint.map((entry, i): Written => {
         const noTransaction = (entry.file.migration as { transaction?: boolean }).transaction === false;
