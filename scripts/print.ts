@@ -25,6 +25,11 @@ function sqlBlock(sql: Record<string, string[]> | undefined): void {
   }
 }
 
+/** Many lines in one write: a run or show over 10,000 migrations prints them in milliseconds. */
+function lines(list: string[]): void {
+  if (list.length) process.stdout.write(list.join("\n") + "\n");
+}
+
 const running = new Map<string, { started: number; timer: NodeJS.Timeout }>();
 
 /** Shows a step only once it has run for 2 s, then every 10 s: quick steps stay silent. */
@@ -176,7 +181,7 @@ export function run(report: RunReport): void {
       continue;
     }
     for (const q of d.squashAdopted ?? []) console.log(`${d.db}: history rewritten to ${q.squash} (it replaces the ${q.replaced} migrations this database had applied; kept in migrations_squashed)`);
-    for (const step of d.applied) console.log(`${d.db}: applied ${step.name} (${ms(step.durationMs)})`);
+    lines(d.applied.map((step) => `${d.db}: applied ${step.name} (${ms(step.durationMs)})`));
     if (report.failure && d.applied.length < d.pending.length && report.failure.db !== d.db) console.log(`${d.db}: not applied (run stopped)`);
     else if (!d.pending.length) console.log(`${d.db}: up to date`);
   }
@@ -252,8 +257,8 @@ export function show(report: ShowReport): void {
     const last = d.lastRun ? `, last run ${d.lastRun.runId} (${d.lastRun.direction}, ${d.lastRun.at} by ${d.lastRun.by})` : "";
     const drift = [d.historyDrift ? "history drift" : "", d.entityDrift ? `entities differ (${d.entityDrift} statements)` : ""].filter(Boolean);
     console.log(`${d.db}: ${d.applied.length} applied, ${d.pending.length} pending, at ${latest}${last}; ${drift.length ? drift.join(", ") + " (see migration:check)" : "no drift"}`);
-    for (const a of d.applied) console.log(`  [x] ${a.name}${a.checksum === "ok" ? "" : `  (${CHECKSUM_NOTE[a.checksum]})`}`);
-    for (const p of d.pending) console.log(`  [ ] ${p}${d.contractPending?.includes(p) ? "  (expanded, contract pending: migration:complete)" : ""}`);
+    lines(d.applied.map((a) => `  [x] ${a.name}${a.checksum === "ok" ? "" : `  (${CHECKSUM_NOTE[a.checksum]})`}`));
+    lines(d.pending.map((p) => `  [ ] ${p}${d.contractPending?.includes(p) ? "  (expanded, contract pending: migration:complete)" : ""}`));
   }
 }
 
