@@ -64,6 +64,39 @@ describe("lock retries: the pure parts", () => {
   });
 });
 
+describe("a migration's transaction starts in the message of its first statement", () => {
+  const { dbs, copy, env } = migratedWithCopy("firststmt");
+
+  it("its first statement, with or without bind parameters, already runs under the migration's settings and gets its own rows", async () => {
+    copy().addCode("apidb", "SeenWithParams", 1795800000101,
+      `const rows = await queryRunner.query("SELECT current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st, $1::text AS tag", ["params"]);
+        if (!rows.length) return; // recorded for the lint: no rows
+        await queryRunner.query(\`CREATE TABLE seen_first AS SELECT '\${rows[0].lt}'::text AS lt, '\${rows[0].st}'::text AS st, '\${rows[0].tag}'::text AS kind\`);`,
+      `await queryRunner.query("DROP TABLE seen_first");`);
+    copy().addCode("apidb", "SeenSimple", 1795800000102,
+      `const rows = await queryRunner.query("SELECT current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st, 'simple' AS tag");
+        if (!rows.length) return;
+        await queryRunner.query(\`INSERT INTO seen_first VALUES ('\${rows[0].lt}', '\${rows[0].st}', '\${rows[0].tag}')\`);`,
+      `await queryRunner.query("DELETE FROM seen_first WHERE kind = 'simple'");`);
+    const r = await runCli(["migration:run", "--db", "apidb"], { ...env(), MIGRATION_LOCK_TIMEOUT: "250ms", MIGRATION_STATEMENT_TIMEOUT: "7min" });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(await q(dbs.names.apidb, `SELECT lt, st, kind FROM seen_first ORDER BY kind`)).toEqual([
+      { lt: "250ms", st: "7min", kind: "params" },
+      { lt: "250ms", st: "7min", kind: "simple" },
+    ]);
+  });
+
+  it("its first statement is inside the transaction: a migration that fails after it leaves nothing", async () => {
+    copy().addCode("apidb", "FailsAfterFirst", 1795800000103, `await queryRunner.query("CREATE TABLE never_kept (id int)");
+        if ((await queryRunner.query("SELECT 1 AS one")).length) throw new Error("stop here");`, ``);
+    const r = await runCli(["migration:run", "--db", "apidb"], env());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stop here/);
+    expect(await q(dbs.names.apidb, `SELECT to_regclass('never_kept') IS NULL AS gone`)).toEqual([{ gone: true }]);
+  });
+});
+
 describe("a migration behind a long reader", () => {
   const { dbs, copy, env } = migratedWithCopy("lockretry");
   const maintenance = async () => (await q<{ v: string }>(dbs.names.admindb, `SELECT value::text AS v FROM system_settings WHERE key = 'maintenance_mode'`))[0].v;

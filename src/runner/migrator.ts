@@ -43,30 +43,27 @@ export interface MigrationContext {
   onEvent?: (event: MigrationEvent) => void;
 }
 
-/** The SET statements of a migration's timeouts, as one simple query (several statements, one round trip). */
-function timeoutSettings(qr: QueryRunner, timeouts: Timeouts, local: boolean): string {
+/** The SET statements of a migration's timeouts (SET takes no bind parameters: the values come from our own config, validated by `parseDuration`). */
+function timeoutSettings(qr: QueryRunner, timeouts: Timeouts, local: boolean): string[] {
   const scope = local ? "LOCAL " : "";
-  // SET takes no bind parameters; the values come from our own config, validated by `parseDuration`.
   const settings = [`SET ${scope}lock_timeout = '${timeouts.lockTimeout}'`, `SET ${scope}statement_timeout = '${timeouts.statementTimeout}'`];
   // If this process dies mid-statement (SIGKILL, lost host), the server notices within a second and
   // rolls the migration back, instead of holding its locks until the statement ends (PostgreSQL 14+).
   if (Number(String(qr.connection.driver.version ?? "0").split(".")[0]) >= 14) {
     settings.push(`SET ${scope}client_connection_check_interval = '1s'`);
   }
-  return settings.join("; ");
+  return settings;
 }
 
 /**
  * Runs one of TypeORM's transaction calls with `extra` sent in the same round trip as the
- * statement it sends (`START TRANSACTION; extra` or `extra; COMMIT`): TypeORM keeps track of the
- * transaction as usual (a migration's own startTransaction still becomes a savepoint), and a
- * migration costs two round trips besides its own statements.
+ * statement it sends (`extra; COMMIT`): TypeORM keeps track of the transaction as usual.
  */
-async function along(qr: QueryRunner, statement: "START TRANSACTION" | "COMMIT", extra: string, call: () => Promise<void>): Promise<void> {
+async function along(qr: QueryRunner, statement: "COMMIT", extra: string, call: () => Promise<void>): Promise<void> {
   const own = Object.prototype.hasOwnProperty.call(qr, "query");
   const original = qr.query;
   qr.query = ((sql: string, ...rest: unknown[]) => {
-    const combined = sql === statement ? (statement === "COMMIT" ? `${extra}; COMMIT` : `${statement}; ${extra}`) : sql;
+    const combined = sql === statement ? `${extra}; ${statement}` : sql;
     return (original as (...a: unknown[]) => Promise<unknown>).call(qr, combined, ...rest);
   }) as QueryRunner["query"];
   try {
@@ -75,6 +72,60 @@ async function along(qr: QueryRunner, statement: "START TRANSACTION" | "COMMIT",
     if (own) qr.query = original;
     else delete (qr as Partial<QueryRunner>).query;
   }
+}
+
+type PgQuery = (...args: unknown[]) => unknown;
+
+/**
+ * Starts the migration's transaction (`START TRANSACTION` and its SET LOCALs, `statements` of them)
+ * in the same simple-query message as the first statement the connection sends next, the
+ * migration's own or, if it sends none, the bookkeeping and COMMIT: one round trip fewer per
+ * migration. The statements of one message run in order, each under the settings before it
+ * (PostgreSQL 13+ times each on its own). A first statement with bind parameters (or a stream)
+ * cannot share a message: the transaction's start goes ahead of it, as its own query. TypeORM is
+ * told the transaction started as usual. Returns what undoes the hook.
+ */
+async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): Promise<() => void> {
+  const client = (qr as unknown as { databaseConnection: { query: PgQuery } }).databaseConnection;
+  const prefix = ["START TRANSACTION", ...statements].join("; ");
+  const own = Object.prototype.hasOwnProperty.call(client, "query");
+  const original = client.query;
+  const restore = () => {
+    if (own) client.query = original;
+    else delete (client as Partial<typeof client>).query;
+  };
+  client.query = (...args: unknown[]) => {
+    restore();
+    const [text, values] = args;
+    if (typeof text === "string" && args.length <= 2 && (values === undefined || (Array.isArray(values) && !values.length))) {
+      // One message, several results: the caller gets those of its own statements.
+      return (original.call(client, `${prefix}; ${text}`) as Promise<unknown[]>).then((results) => {
+        const mine = results.slice(statements.length + 1);
+        return mine.length === 1 ? mine[0] : mine;
+      });
+    }
+    // Queued first: the client sends its queries one after another, in order.
+    const begun = original.call(client, prefix) as Promise<unknown>;
+    if (typeof text !== "string" || args.some((a) => typeof a === "function")) {
+      begun.catch(() => undefined); // its failure fails the statement after it
+      return original.apply(client, args);
+    }
+    return begun.then(() => original.apply(client, args));
+  };
+  // TypeORM's startTransaction sends START TRANSACTION through qr.query: the hook above sends it.
+  const ownQuery = Object.prototype.hasOwnProperty.call(qr, "query");
+  const query = qr.query;
+  qr.query = ((sql: string, ...rest: unknown[]) => (sql === "START TRANSACTION" ? Promise.resolve([]) : (query as PgQuery).call(qr, sql, ...rest))) as QueryRunner["query"];
+  try {
+    await qr.startTransaction();
+  } catch (error) {
+    restore();
+    throw error;
+  } finally {
+    if (ownQuery) qr.query = query;
+    else delete (qr as Partial<QueryRunner>).query;
+  }
+  return restore;
 }
 
 /** Each pooled connection's backend pid, asked once per connection rather than once per migration. */
@@ -172,18 +223,21 @@ function recordingLast(qr: QueryRunner, last: { sql?: string }): QueryRunner {
 async function runOnce(qr: QueryRunner, file: MigrationFile, direction: "up" | "down", context: MigrationContext, timeouts: Timeouts, inTransaction: boolean, counter: { retries: number }, last: { sql?: string }): Promise<number> {
   const started = process.hrtime.bigint();
   const settings = timeoutSettings(qr, timeouts, inTransaction);
-  if (inTransaction) await along(qr, "START TRANSACTION", settings, () => qr.startTransaction());
-  else await qr.query(settings);
-  const runner = inTransaction ? recordingLast(qr, last) : statementRetrying(qr, timeouts, context, counter);
-  attachRuntime(qr, { migration: file.name, timeouts, settings: context.evolve, signal: context.signal, onEvent: context.onEvent });
-  if (direction === "up") await file.migration.up(runner);
-  else await file.migration.down(runner);
-  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-  // Recorded in the migration's transaction: both happen, or neither.
-  const record = recordStepSql(file, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
-  if (inTransaction) await along(qr, "COMMIT", record, () => qr.commitTransaction());
-  else await qr.query(record);
-  return durationMs;
+  const unhook = inTransaction ? await beginWithFirstStatement(qr, settings) : (await qr.query(settings.join("; ")), undefined);
+  try {
+    const runner = inTransaction ? recordingLast(qr, last) : statementRetrying(qr, timeouts, context, counter);
+    attachRuntime(qr, { migration: file.name, timeouts, settings: context.evolve, signal: context.signal, onEvent: context.onEvent });
+    if (direction === "up") await file.migration.up(runner);
+    else await file.migration.down(runner);
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    // Recorded in the migration's transaction: both happen, or neither.
+    const record = recordStepSql(file, { name: file.name, checksum: file.checksum, runId: context.runId, command: context.command, direction, durationMs });
+    if (inTransaction) await along(qr, "COMMIT", record, () => qr.commitTransaction());
+    else await qr.query(record);
+    return durationMs;
+  } finally {
+    unhook?.(); // a migration that failed before sending anything: its ROLLBACK needs no transaction start
+  }
 }
 
 export async function applyMigration(dataSource: DataSource, file: MigrationFile, direction: "up" | "down", context: MigrationContext): Promise<StepResult> {
