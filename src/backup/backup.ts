@@ -2,7 +2,7 @@
 // <backup dir>/<run id>/<db>.dump, its big tables' data beside it as binary COPY files
 // (table-data.ts) from the archive's own snapshot, a manifest (sha256, size, server version,
 // migration state before, each data file with its rows), every archive checked with
-// `pg_restore --list`, every data file checked as it is written. Directory 0700, files 0600.
+// `pg_restore --list`, every data file read back and checked as it is written. Directory 0700, files 0600.
 // Restore and retention.
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -17,6 +17,7 @@ import { applicationName } from "../postgres/data-source";
 import { connectClient } from "../postgres/connect";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 import { isConnectionLost } from "../postgres/reconnect";
+import { readApplied } from "../runner/history";
 import { bigTables, copyOut, DataFile, DataTask, excludePattern } from "./table-data";
 
 export const MANIFEST = "manifest.json";
@@ -49,8 +50,8 @@ export interface BackupRequest {
   target: DbTarget;
   serverVersion: string;
   serverMajor: number;
-  /** Migrations applied, oldest first. */
-  applied: string[];
+  /** Migrations applied, oldest first; without it, read in the backup's own snapshot. */
+  applied?: string[];
 }
 
 /** A long step started or ended: the CLI shows those that take a while. */
@@ -117,25 +118,27 @@ class DumpFailure extends Error {
 const COPY_JOBS = Math.max(2, Math.min(4, os.cpus().length));
 
 /**
- * The session whose snapshot the archive and the data files share: REPEATABLE READ, the big
+ * The session whose snapshot the archive and the data files share (and the migrations applied, when
+ * the caller has not read them): REPEATABLE READ, the big
  * tables locked (ACCESS SHARE, as pg_dump's own) until every file is written, its snapshot
  * exported. Without big tables there is nothing to share: the session ends at once.
  */
-async function openSnapshot(request: BackupRequest, runId: string): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[] }> {
+async function openSnapshot(request: BackupRequest, runId: string): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
   const client = await connectClient(request.target, 10_000, undefined, runId).catch((error: Error) => {
     throw new DumpFailure(`pg_dump failed: ${error.message}`, error.message); // a server away: tried again
   });
   try {
     await client.query("SET idle_in_transaction_session_timeout = 0; SET lock_timeout = '60s'; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     const tasks = await bigTables(client, request.serverMajor);
+    const applied = request.applied ?? (await readApplied(client)).map((a) => a.name);
     if (!tasks.length) {
       await client.end().catch(() => undefined);
-      return { tasks };
+      return { tasks, applied };
     }
     const tables = [...new Set(tasks.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`))];
     await client.query(`LOCK TABLE ${tables.join(", ")} IN ACCESS SHARE MODE`);
     const { rows } = await client.query<{ snapshot: string }>("SELECT pg_export_snapshot() AS snapshot");
-    return { client, snapshot: rows[0].snapshot, tasks };
+    return { client, snapshot: rows[0].snapshot, tasks, applied };
   } catch (error) {
     await client.end().catch(() => undefined);
     throw new DumpFailure(`reading the tables failed: ${String((error as Error).message ?? error).split("\n")[0]}`, String((error as Error).message ?? error));
@@ -163,13 +166,14 @@ interface Dumped {
   /** The archive's table of contents. */
   entries: string[];
   data: DataFile[];
+  applied: string[];
 }
 
 /** One try: the archive and the data files of one database, from one snapshot, written and flushed. */
 async function dumpOnce(request: BackupRequest, dir: string, options: BackupOptions): Promise<Dumped> {
   const { db, target } = request;
   const file = path.join(dir, `${db}.dump`);
-  const { client, snapshot, tasks } = await openSnapshot(request, options.runId);
+  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId);
   try {
     const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
     const psql = tasks.length ? findPgTool("psql", 0) : "";
@@ -181,8 +185,9 @@ async function dumpOnce(request: BackupRequest, dir: string, options: BackupOpti
         .then(() => Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)])),
       inParallel(tasks, COPY_JOBS, async (task, i) => {
         const out = path.join(dir, `${db}.data-${i + 1}.pgcopy`);
-        const entry = await copyOut(psql, target, task, snapshot!, out, application, options.signal).catch((error: Error) => {
+        const entry = await copyOut(psql, target, task, snapshot!, out, db, application, options.signal).catch((error: Error) => {
           if (options.signal?.aborted) throw new MigrationError("backup interrupted", db);
+          if (error instanceof MigrationError) throw error;
           throw new DumpFailure(`copying the data of ${quoteIdent(task.schema)}.${quoteIdent(task.table)} failed: ${error.message}`, error.message);
         });
         await fsyncFile(out);
@@ -190,7 +195,7 @@ async function dumpOnce(request: BackupRequest, dir: string, options: BackupOpti
       }),
     ]);
     const [sha256, entries] = archive as [string, string[]];
-    return { file, sha256, entries, data: data as DataFile[] };
+    return { file, sha256, entries, data: data as DataFile[], applied };
   } finally {
     if (client) {
       await client.query("COMMIT").catch(() => undefined);
@@ -238,12 +243,12 @@ async function backupOne(request: BackupRequest, dir: string, options: BackupOpt
       await options.recover(db, firstError(detail));
     }
   }
-  const { file, sha256, entries, data } = dumped;
+  const { file, sha256, entries, data, applied } = dumped;
   options.progress?.({ db, step: "backup", phase: "end" });
   const copied = new Set(data.map((d) => `${d.schema}.${d.table}`)).size;
   return {
     db, database: target.database, file: `${db}.dump`, sha256, size: fs.statSync(file).size,
-    serverVersion: request.serverVersion, applied: request.applied,
+    serverVersion: request.serverVersion, applied,
     tables: entries.filter((e) => / TABLE DATA /.test(e)).length + copied, durationMs: Date.now() - started,
     ...(data.length ? { data } : {}),
   };

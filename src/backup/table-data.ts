@@ -4,10 +4,11 @@
 // 2.5 times smaller; the text of other big tables is cheaper in binary too. A table of 64 MiB or
 // more is split into two files by ctid range, read by two server backends at once.
 //
-// Each file is checked as it is written (the PGCOPY header, every tuple's field count and field
-// lengths, the trailer, nothing after it) and checksummed; its manifest entry says which table and
-// columns it holds, its sha256, size and row count. A restore checks a file the same way from disk,
-// and COPY FROM must load exactly the rows of the manifest.
+// psql writes each file itself; read back from disk as it grows, it is checked (the PGCOPY header,
+// every tuple's field count and field lengths, the trailer, nothing after it) and checksummed in
+// one pass; its manifest entry says which table and columns it holds, its sha256, size and rows.
+// A restore checks a file the same way, against the manifest, and COPY FROM must load exactly the
+// rows of the manifest.
 import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -104,167 +105,225 @@ function copyOutSql(task: DataTask): string {
 /**
  * Checks a binary COPY stream as it goes by: the signature, flags without OIDs, the header
  * extension, every tuple's field count (the file's columns) and field lengths, the trailer, and
- * nothing after it. `end()` returns the number of rows or throws what is wrong.
+ * nothing after it. `end()` returns the number of rows or throws what is wrong. One tight loop over
+ * each chunk (millions of fields a second); only the few bytes of a length cut by a chunk's end
+ * are carried over.
  */
+const HEADER = 0;
+const TUPLE = 1;
+const FIELD = 2;
+const DONE = 3;
+
 export class PgCopyChecker {
   private static readonly SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
-  private pending = Buffer.alloc(0);
-  private state: "header" | "extension" | "tuple" | "field" | "skip" | "done" = "header";
-  private need = 19;
+  private carry: Buffer | undefined;
+  private state = HEADER;
   private skip = 0;
   private fieldsLeft = 0;
-  rows = 0;
+  /** Bytes before the current chunk, for the error messages. */
   private offset = 0;
+  rows = 0;
 
   constructor(private readonly columns: number) {}
 
   push(chunk: Buffer): void {
-    let at = 0;
-    while (at < chunk.length) {
-      if (this.state === "done") throw new Error(`${chunk.length - at} bytes after the trailer`);
-      if (this.state === "skip") {
-        const n = Math.min(this.skip, chunk.length - at);
-        this.skip -= n;
-        at += n;
-        this.offset += n;
-        if (this.skip === 0) this.state = this.fieldsLeft ? "field" : "tuple";
-        continue;
-      }
-      // A fixed-size piece (header, field count, field length), perhaps split between chunks.
-      let piece: Buffer;
-      if (!this.pending.length && chunk.length - at >= this.need) {
-        piece = chunk.subarray(at, at + this.need);
-        at += this.need;
-      } else {
-        const n = Math.min(this.need - this.pending.length, chunk.length - at);
-        this.pending = Buffer.concat([this.pending, chunk.subarray(at, at + n)]);
-        at += n;
-        if (this.pending.length < this.need) return;
-        piece = this.pending;
-        this.pending = Buffer.alloc(0);
-      }
-      this.offset += piece.length;
-      this.take(piece);
-    }
-  }
-
-  private take(piece: Buffer): void {
-    switch (this.state) {
-      case "header": {
-        if (!piece.subarray(0, 11).equals(PgCopyChecker.SIGNATURE)) throw new Error("no PGCOPY signature");
-        if (piece.readUInt32BE(11) & 0x0001ffff) throw new Error("unexpected header flags");
-        const extension = piece.readUInt32BE(15);
-        if (extension > 1 << 20) throw new Error("header extension too long");
-        this.skip = extension;
-        this.fieldsLeft = 0;
-        this.state = extension ? "skip" : "tuple";
-        this.need = 2;
-        return;
-      }
-      case "tuple": {
-        const fields = piece.readInt16BE(0);
-        if (fields === -1) {
-          this.state = "done";
-          return;
+    const buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    this.carry = undefined;
+    const n = buf.length;
+    let pos = 0;
+    let { skip, fieldsLeft, rows, state } = this;
+    const columns = this.columns;
+    try {
+      scan: for (;;) {
+        if (skip) {
+          if (n - pos < skip) {
+            skip -= n - pos;
+            pos = n;
+            break;
+          }
+          pos += skip;
+          skip = 0;
         }
-        if (fields !== this.columns) throw new Error(`tuple ${this.rows + 1} has ${fields} fields, not ${this.columns} (at byte ${this.offset - 2})`);
-        this.rows++;
-        this.fieldsLeft = fields;
-        this.state = fields ? "field" : "tuple";
-        this.need = fields ? 4 : 2;
-        return;
-      }
-      case "field": {
-        const length = piece.readInt32BE(0);
-        if (length < -1) throw new Error(`tuple ${this.rows} has a field of length ${length} (at byte ${this.offset - 4})`);
-        this.fieldsLeft--;
-        if (length > 0) {
-          this.skip = length;
-          this.state = "skip";
+        if (state === FIELD) {
+          // The fields of one tuple: a length each (-1 for NULL), then that many bytes.
+          while (fieldsLeft) {
+            if (n - pos < 4) break scan;
+            const length = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3];
+            if (length < -1) throw new Error(`tuple ${rows} has a field of length ${length} (at byte ${this.offset + pos})`);
+            pos += 4;
+            fieldsLeft--;
+            if (length > 0) {
+              if (n - pos < length) {
+                skip = length - (n - pos);
+                pos = n;
+                if (!fieldsLeft) state = TUPLE;
+                break scan;
+              }
+              pos += length;
+            }
+          }
+          state = TUPLE;
+        } else if (state === TUPLE) {
+          if (n - pos < 2) break;
+          const fields = ((buf[pos] << 24) | (buf[pos + 1] << 16)) >> 16;
+          if (fields === -1) {
+            pos += 2;
+            state = DONE;
+            continue;
+          }
+          if (fields !== columns) throw new Error(`tuple ${rows + 1} has ${fields} fields, not ${columns} (at byte ${this.offset + pos})`);
+          pos += 2;
+          rows++;
+          fieldsLeft = fields;
+          state = FIELD;
+        } else if (state === HEADER) {
+          if (n - pos < 19) break;
+          if (!buf.subarray(pos, pos + 11).equals(PgCopyChecker.SIGNATURE)) throw new Error("no PGCOPY signature");
+          if (buf.readUInt32BE(pos + 11) & 0x0001ffff) throw new Error("unexpected header flags");
+          skip = buf.readUInt32BE(pos + 15);
+          if (skip > 1 << 20) throw new Error("header extension too long");
+          pos += 19;
+          state = TUPLE;
         } else {
-          this.state = this.fieldsLeft ? "field" : "tuple";
+          if (pos < n) throw new Error(`${n - pos} bytes after the trailer`);
+          break;
         }
-        this.need = this.fieldsLeft ? 4 : 2;
-        return;
       }
+    } finally {
+      Object.assign(this, { skip, fieldsLeft, rows, state });
     }
+    if (pos < n) this.carry = Buffer.from(buf.subarray(pos));
+    this.offset += pos;
   }
 
   /** The rows, once the stream is whole. */
   end(): number {
-    if (this.state !== "done") throw new Error(this.state === "header" ? "no PGCOPY header (empty or cut short)" : `cut short after ${this.rows} rows (no trailer)`);
+    if (this.state !== DONE || this.skip) throw new Error(this.state === HEADER ? "no PGCOPY header (empty or cut short)" : `cut short after ${this.rows} rows (no trailer)`);
     return this.rows;
   }
 }
 
-/** Runs psql with the COPY statements of `commands`, the connection in its environment. */
-function runPsql(psql: string, commands: string[], env: NodeJS.ProcessEnv, stdio: { stdin?: number; stdout?: number | "pipe" }, signal?: AbortSignal) {
-  const args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])];
-  return spawn(psql, args, { env, stdio: [stdio.stdin ?? "ignore", stdio.stdout ?? "pipe", "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
+/** Reads a data file once: its size, sha256 and rows, or what is wrong with its PGCOPY structure. */
+async function readDataFile(file: string, columns: number): Promise<{ size: number; sha256: string; rows?: number; problem?: string }> {
+  const hash = crypto.createHash("sha256");
+  const checker = new PgCopyChecker(columns);
+  let size = 0;
+  let problem: string | undefined;
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+    size += (chunk as Buffer).length;
+    hash.update(chunk as Buffer);
+    if (problem === undefined) {
+      try {
+        checker.push(chunk as Buffer);
+      } catch (error) {
+        problem = (error as Error).message;
+      }
+    }
+  }
+  if (problem === undefined) {
+    try {
+      return { size, sha256: hash.digest("hex"), rows: checker.end() };
+    } catch (error) {
+      problem = (error as Error).message;
+    }
+  }
+  return { size, sha256: hash.digest("hex"), problem };
 }
 
 /**
- * Copies one task out into `file` (created 0600), under the exported `snapshot`, checking and
- * checksumming the stream as it is written. Returns the file's manifest entry; rejects with
- * the server's error (the caller retries a lost connection).
+ * Copies one task out into `file` (created 0600): psql, under the exported `snapshot`, writes the
+ * binary COPY straight into the file, and we read the file back as it grows, checking and
+ * checksumming it (and flushing it to disk every 8 MiB) while the server still sends, so little
+ * is left to do when psql is done. Rejects with psql's error (the caller retries a lost connection)
+ * or, when the file does not verify, with a MigrationError naming the database.
  */
-export async function copyOut(psql: string, target: DbTarget, task: DataTask, snapshot: string, file: string, application: string, signal?: AbortSignal): Promise<DataFile> {
+export async function copyOut(psql: string, target: DbTarget, task: DataTask, snapshot: string, file: string, db: DbName, application: string, signal?: AbortSignal): Promise<DataFile> {
   if (!/^[0-9A-Fa-f-]+$/.test(snapshot)) throw new Error(`unexpected snapshot id ${snapshot}`);
   fs.rmSync(file, { force: true });
-  const out = fs.createWriteStream(file, { flags: "wx", mode: 0o600 });
-  const opened = new Promise<void>((resolve, reject) => out.once("open", () => resolve()).once("error", reject));
-  const hash = crypto.createHash("sha256");
-  const checker = new PgCopyChecker(task.columns.length);
-  let size = 0;
-  let stderr = "";
-  await opened;
-  const child = runPsql(psql, [
-    "SET row_security = off",
-    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    `SET TRANSACTION SNAPSHOT '${snapshot}'`,
-    copyOutSql(task),
-    "COMMIT",
-  ], pgEnv(target, undefined, application), {}, signal);
-  child.stderr!.on("data", (d: Buffer) => (stderr += d));
-  let invalid: Error | undefined;
-  const closed = new Promise<number | null>((resolve) => {
-    child.on("error", (error) => (stderr += String(error.message)));
-    child.on("close", resolve);
+  const fd = fs.openSync(file, "wx", 0o600);
+  const reader = await fs.promises.open(file, "r").catch((error) => {
+    fs.closeSync(fd);
+    throw error;
   });
-  const written = new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      hash.update(chunk);
-      if (!invalid) {
-        try {
-          checker.push(chunk);
-        } catch (error) {
-          invalid = error as Error;
-        }
-      }
-      if (!out.write(chunk)) {
-        child.stdout!.pause();
-        out.once("drain", () => child.stdout!.resume());
-      }
-    });
-    child.stdout!.on("end", () => out.end());
-    out.on("finish", resolve);
-    out.on("error", (error) => {
-      child.kill("SIGTERM"); // a full disk: psql must not wait on a paused pipe
-      reject(error);
-    });
-  });
-  const [code] = await Promise.all([closed, written]);
-  if (signal?.aborted) throw new Error("interrupted");
-  if (code !== 0) throw new Error(firstError(stderr));
-  let rows: number;
   try {
-    if (invalid) throw invalid;
-    rows = checker.end();
-  } catch (error) {
-    throw new Error(`${path.basename(file)} does not verify: ${(error as Error).message}`);
+    const commands = [
+      "SET row_security = off",
+      "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+      `SET TRANSACTION SNAPSHOT '${snapshot}'`,
+      copyOutSql(task),
+      "COMMIT",
+    ];
+    const args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])];
+    let child;
+    try {
+      child = spawn(psql, args, { env: pgEnv(target, undefined, application), stdio: ["ignore", fd, "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
+    } finally {
+      fs.closeSync(fd); // psql has its own
+    }
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d));
+    let code: number | null | undefined;
+    let wake: (() => void) | undefined;
+    const closed = new Promise<void>((resolve) => {
+      child.on("error", (error) => (stderr += String(error.message)));
+      child.on("close", (c) => {
+        code = c;
+        wake?.();
+        resolve();
+      });
+    });
+    const hash = crypto.createHash("sha256");
+    const checker = new PgCopyChecker(task.columns.length);
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let size = 0;
+    let flushed = 0;
+    let flushing: Promise<unknown> | undefined;
+    let problem: string | undefined;
+    for (;;) {
+      const exited = code !== undefined;
+      const { bytesRead } = await reader.read(buffer, 0, buffer.length, size);
+      if (bytesRead) {
+        const chunk = buffer.subarray(0, bytesRead);
+        size += bytesRead;
+        hash.update(chunk);
+        if (problem === undefined) {
+          try {
+            checker.push(chunk);
+          } catch (error) {
+            problem = (error as Error).message;
+          }
+        }
+        if (size - flushed >= 8 << 20 && !flushing) {
+          flushed = size;
+          flushing = reader.datasync().catch(() => undefined).then(() => (flushing = undefined));
+        }
+        // Caught up with psql (which writes 4 KiB at a time): wait for more rather than read crumbs.
+        if (exited || bytesRead >= buffer.length / 4) continue;
+      }
+      if (exited) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    await Promise.all([closed, flushing]);
+    if (signal?.aborted) throw new Error("interrupted");
+    if (code !== 0) throw new Error(firstError(stderr));
+    if (problem === undefined) {
+      try {
+        return { schema: task.schema, table: task.table, columns: task.columns, file: path.basename(file), format: "binary", sha256: hash.digest("hex"), size, rows: checker.end() };
+      } catch (error) {
+        problem = (error as Error).message;
+      }
+    }
+    throw new MigrationError(`backup file ${path.basename(file)} does not verify: ${problem}`, db);
+  } finally {
+    await reader.close();
   }
-  return { schema: task.schema, table: task.table, columns: task.columns, file: path.basename(file), format: "binary", sha256: hash.digest("hex"), size, rows };
 }
 
 /**
@@ -275,30 +334,10 @@ export async function verifyDataFile(dir: string, entry: DataFile, db: DbName): 
   const file = path.join(dir, entry.file);
   const fail = (why: string) => new MigrationError(`backup file ${entry.file} does not verify: ${why}`, db);
   if (!fs.existsSync(file)) throw fail("it is missing");
-  const hash = crypto.createHash("sha256");
-  const checker = new PgCopyChecker(entry.columns.length);
-  let size = 0;
-  let invalid: Error | undefined;
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
-    size += (chunk as Buffer).length;
-    hash.update(chunk as Buffer);
-    if (!invalid) {
-      try {
-        checker.push(chunk as Buffer);
-      } catch (error) {
-        invalid = error as Error;
-      }
-    }
-  }
-  if (size !== entry.size || hash.digest("hex") !== entry.sha256) throw fail(`it does not match its manifest checksum${size !== entry.size ? ` (${size} bytes, the manifest says ${entry.size})` : ""}`);
-  let rows: number;
-  try {
-    if (invalid) throw invalid;
-    rows = checker.end();
-  } catch (error) {
-    throw fail((error as Error).message);
-  }
-  if (rows !== entry.rows) throw fail(`${rows} rows, the manifest says ${entry.rows}`);
+  const read = await readDataFile(file, entry.columns.length);
+  if (read.size !== entry.size || read.sha256 !== entry.sha256) throw fail(`it does not match its manifest checksum${read.size !== entry.size ? ` (${read.size} bytes, the manifest says ${entry.size})` : ""}`);
+  if (read.problem !== undefined) throw fail(read.problem);
+  if (read.rows !== entry.rows) throw fail(`${read.rows} rows, the manifest says ${entry.rows}`);
 }
 
 /**
