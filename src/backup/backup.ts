@@ -123,10 +123,14 @@ const COPY_JOBS = Math.max(2, Math.min(4, os.cpus().length));
  * tables locked (ACCESS SHARE, as pg_dump's own) until every file is written, its snapshot
  * exported. Without big tables there is nothing to share: the session ends at once.
  */
-async function openSnapshot(request: BackupRequest, runId: string): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
+async function openSnapshot(request: BackupRequest, runId: string, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
   const client = await connectClient(request.target, 10_000, undefined, runId).catch((error: Error) => {
     throw new DumpFailure(`pg_dump failed: ${error.message}`, error.message); // a server away: tried again
   });
+  // Ctrl-C while it waits for a table's lock: the session ends at once.
+  const onAbort = () => void client.end().catch(() => undefined);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  client.once("end", () => signal?.removeEventListener("abort", onAbort));
   try {
     await client.query("SET idle_in_transaction_session_timeout = 0; SET lock_timeout = '60s'; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     const tasks = await bigTables(client, request.serverMajor);
@@ -173,7 +177,7 @@ interface Dumped {
 async function dumpOnce(request: BackupRequest, dir: string, options: BackupOptions): Promise<Dumped> {
   const { db, target } = request;
   const file = path.join(dir, `${db}.dump`);
-  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId);
+  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.signal);
   try {
     const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
     const psql = tasks.length ? findPgTool("psql", 0) : "";

@@ -220,14 +220,15 @@ async function readDataFile(file: string, columns: number): Promise<{ size: numb
       }
     }
   }
+  const sha256 = hash.digest("hex");
   if (problem === undefined) {
     try {
-      return { size, sha256: hash.digest("hex"), rows: checker.end() };
+      return { size, sha256, rows: checker.end() };
     } catch (error) {
       problem = (error as Error).message;
     }
   }
-  return { size, sha256: hash.digest("hex"), problem };
+  return { size, sha256, problem };
 }
 
 /**
