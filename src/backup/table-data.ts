@@ -1,8 +1,8 @@
 // The data of a database's big tables, beside its `pg_dump -Fc` archive: binary COPY files
 // (`COPY ... TO STDOUT (FORMAT binary)`), taken from the archive's own snapshot. A vector's text
 // form (float formatting) is most of what pg_dump spends on vector data, and its binary form is
-// 2.5 times smaller; the text of other big tables is cheaper in binary too. A table of 64 MiB or
-// more is split into two files by ctid range, read by two server backends at once.
+// 2.5 times smaller; the text of other big tables is cheaper in binary too. The tables are copied
+// at once, each by a backend of its own, beside pg_dump (which dumps the rest).
 //
 // psql writes each file itself; read back from disk as it grows, it is checked (the PGCOPY header,
 // every tuple's field count and field lengths, the trailer, nothing after it) and checksummed in
@@ -22,10 +22,8 @@ import { firstError, pgEnv } from "../postgres/client-programs";
 
 /** Tables of this size (data and TOAST) or more go into binary COPY files. */
 export const BINARY_TABLE_BYTES = 8 * 1048576;
-/** Tables of this size or more are read in two ctid ranges at once (PostgreSQL 14+: TID range scans). */
-export const SPLIT_TABLE_BYTES = 64 * 1048576;
 
-/** One binary COPY file of a backup: a table, or one ctid range of it. */
+/** One binary COPY file of a backup: the rows of one table. */
 export interface DataFile {
   schema: string;
   table: string;
@@ -38,14 +36,11 @@ export interface DataFile {
   rows: number;
 }
 
-/** A table (or range of one) to copy out, under the snapshot of the archive. */
+/** A table to copy out, under the snapshot of the archive. */
 export interface DataTask {
   schema: string;
   table: string;
   columns: string[];
-  /** The ctid range: [fromPage, toPage), toPage undefined for the end of the table. */
-  fromPage?: number;
-  toPage?: number;
 }
 
 const qualified = (t: { schema: string; table: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
@@ -64,10 +59,8 @@ export function excludePattern(t: { schema: string; table: string }): string {
  */
 export async function bigTables(client: Client, serverMajor: number): Promise<DataTask[]> {
   if (serverMajor < 12) return [];
-  const { rows } = await client.query<{ schema: string; table: string; bytes: string; pages: string; columns: string[] }>(`
-    SELECT n.nspname AS schema, c.relname AS table, pg_table_size(c.oid) AS bytes,
-           pg_relation_size(c.oid) / current_setting('block_size')::int AS pages,
-           array_agg(a.attname::text ORDER BY a.attnum) AS columns
+  const { rows } = await client.query<DataTask>(`
+    SELECT n.nspname AS schema, c.relname AS table, array_agg(a.attname::text ORDER BY a.attnum) AS columns
       FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -80,26 +73,13 @@ export async function bigTables(client: Client, serverMajor: number): Promise<Da
      GROUP BY n.nspname, c.relname, c.oid
     HAVING bool_and(b.typtype IN ('b', 'e', 'r') AND b.typsend <> 0 AND b.typreceive <> 0
                     AND (e.oid IS NULL OR (e.oid < 16384 AND e.typtype = 'b')))
-     ORDER BY 3 DESC, 1, 2`, [BINARY_TABLE_BYTES]);
-  return rows.flatMap((r) => {
-    const base = { schema: r.schema, table: r.table, columns: r.columns };
-    const pages = Number(r.pages);
-    if (serverMajor < 14 || Number(r.bytes) < SPLIT_TABLE_BYTES || pages < 2) return [base];
-    // The last range is open: rows are never visible to the snapshot beyond the size read in it.
-    const middle = Math.floor(pages / 2);
-    return [{ ...base, toPage: middle }, { ...base, fromPage: middle }];
-  });
+     ORDER BY pg_table_size(c.oid) DESC, 1, 2`, [BINARY_TABLE_BYTES]);
+  return rows;
 }
 
-/** The COPY that reads one task, binary, to stdout. */
+/** The COPY that reads one table, binary, to stdout. */
 function copyOutSql(task: DataTask): string {
-  const columns = task.columns.map(quoteIdent).join(", ");
-  if (task.fromPage === undefined && task.toPage === undefined) return `COPY ${qualified(task)} (${columns}) TO STDOUT (FORMAT binary)`;
-  const where = [
-    task.fromPage !== undefined ? `ctid >= '(${task.fromPage},0)'::tid` : "",
-    task.toPage !== undefined ? `ctid < '(${task.toPage},0)'::tid` : "",
-  ].filter(Boolean).join(" AND ");
-  return `COPY (SELECT ${columns} FROM ONLY ${qualified(task)} WHERE ${where}) TO STDOUT (FORMAT binary)`;
+  return `COPY ${qualified(task)} (${task.columns.map(quoteIdent).join(", ")}) TO STDOUT (FORMAT binary)`;
 }
 
 /**
