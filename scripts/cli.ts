@@ -5,6 +5,7 @@
 // without TypeORM, the SQL parser or the migration compiler.
 import "reflect-metadata";
 import "../src/quiet-warnings";
+import "../src/postgres/load-pg";
 import * as path from "path";
 import { applyEnvironment, keepCount, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { newRunId } from "../src/run-id";
