@@ -211,8 +211,6 @@ async function readDataFile(file: string, columns: number): Promise<{ size: numb
   return { size, sha256, problem };
 }
 
-const STDBUF = "/usr/bin/stdbuf";
-
 /**
  * Copies one task out into `file` (created 0600): psql, under the exported `snapshot`, writes the
  * binary COPY straight into the file, and we read the file back as it grows, checking and
@@ -237,12 +235,9 @@ export async function copyOut(psql: string, target: DbTarget, task: DataTask, sn
       "COMMIT",
     ];
     const args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])];
-    // psql writes its output 4 KiB at a time; under coreutils' stdbuf, 1 MiB at a time (tens of
-    // thousands of system calls fewer per 100 MiB).
-    const [program, programArgs] = fs.existsSync(STDBUF) ? [STDBUF, ["-o1M", psql, ...args]] : [psql, args];
     let child;
     try {
-      child = spawn(program, programArgs, { env: pgEnv(target, undefined, application), stdio: ["ignore", fd, "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
+      child = spawn(psql, args, { env: pgEnv(target, undefined, application), stdio: ["ignore", fd, "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
     } finally {
       fs.closeSync(fd); // psql has its own
     }
