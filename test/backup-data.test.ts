@@ -118,6 +118,14 @@ describe("binary COPY data files in backups", () => {
     expect(entry("admindb").applied.length).toBeGreaterThan(0);
   });
 
+  it("a compressed backup (MIGRATION_BACKUP_COMPRESSION=1) keeps every table in its archive", async () => {
+    const r = await runCli(["db:backup", "--db", "apidb", "--json"], { ...dbs.env, MIGRATION_BACKUP_COMPRESSION: "1" });
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as { dir: string; manifest: BackupManifest };
+    expect(report.manifest.databases.map((d) => [d.db, d.data, d.tables])).toEqual([["apidb", undefined, entry("apidb").tables]]);
+    expect(fs.readdirSync(report.dir).sort()).toEqual(["apidb.dump", "manifest.json"]);
+  });
+
   it("db:restore --into a fresh database gives the same rows and the same catalog", async () => {
     for (const db of ["admindb", "apidb"] as DbName[]) {
       const into = `${dbs.names[db]}_fresh`;

@@ -123,7 +123,7 @@ const COPY_JOBS = Math.max(2, Math.min(4, os.cpus().length));
  * tables locked (ACCESS SHARE, as pg_dump's own) until every file is written, its snapshot
  * exported. Without big tables there is nothing to share: the session ends at once.
  */
-async function openSnapshot(request: BackupRequest, runId: string, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
+async function openSnapshot(request: BackupRequest, runId: string, dataFiles: boolean, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
   const client = await connectClient(request.target, 10_000, undefined, runId).catch((error: Error) => {
     throw new DumpFailure(`pg_dump failed: ${error.message}`, error.message); // a server away: tried again
   });
@@ -133,7 +133,7 @@ async function openSnapshot(request: BackupRequest, runId: string, signal?: Abor
   client.once("end", () => signal?.removeEventListener("abort", onAbort));
   try {
     await client.query("SET idle_in_transaction_session_timeout = 0; SET lock_timeout = '60s'; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const tasks = await bigTables(client, request.serverMajor);
+    const tasks = dataFiles ? await bigTables(client, request.serverMajor) : [];
     const applied = request.applied ?? (await readApplied(client)).map((a) => a.name);
     if (!tasks.length) {
       await client.end().catch(() => undefined);
@@ -177,7 +177,8 @@ interface Dumped {
 async function dumpOnce(request: BackupRequest, dir: string, options: BackupOptions): Promise<Dumped> {
   const { db, target } = request;
   const file = path.join(dir, `${db}.dump`);
-  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.signal);
+  // A compressed backup (MIGRATION_BACKUP_COMPRESSION above 0) asked for size: every table stays in the archive.
+  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.compression === 0, options.signal);
   try {
     const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
     const psql = tasks.length ? findPgTool("psql", 0) : "";
