@@ -20,7 +20,12 @@ import { MigrationError } from "../errors";
 import { quoteIdent, settleAll } from "../postgres/sql";
 import { firstError, pgEnv } from "../postgres/client-programs";
 
-/** Tables of this size (data and TOAST) or more go into binary COPY files. */
+/**
+ * Tables of this size (data and TOAST) or more go into binary COPY files. The size is the one the
+ * catalog keeps (pg_class.relpages, as of the last VACUUM or ANALYZE, which autovacuum keeps
+ * current): reading the files' sizes would wait for a lock someone holds on the table, where
+ * pg_dump is the one to wait. A table grown since is dumped by pg_dump, only slower.
+ */
 export const BINARY_TABLE_BYTES = 8 * 1048576;
 
 /** One binary COPY file of a backup: the rows of one table. */
@@ -67,13 +72,14 @@ export async function bigTables(client: Client, serverMajor: number): Promise<Da
       JOIN pg_type t ON t.oid = a.atttypid
       JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
       LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typlen = -1
+      LEFT JOIN pg_class toast ON toast.oid = c.reltoastrelid
      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-       AND pg_table_size(c.oid) >= $1
+       AND (greatest(c.relpages, 0) + greatest(coalesce(toast.relpages, 0), 0))::bigint * current_setting('block_size')::int >= $1
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-     GROUP BY n.nspname, c.relname, c.oid
+     GROUP BY n.nspname, c.relname, c.oid, c.relpages, toast.relpages
     HAVING bool_and(b.typtype IN ('b', 'e', 'r') AND b.typsend <> 0 AND b.typreceive <> 0
                     AND (e.oid IS NULL OR (e.oid < 16384 AND e.typtype = 'b')))
-     ORDER BY pg_table_size(c.oid) DESC, 1, 2`, [BINARY_TABLE_BYTES]);
+     ORDER BY greatest(c.relpages, 0) + greatest(coalesce(toast.relpages, 0), 0) DESC, 1, 2`, [BINARY_TABLE_BYTES]);
   return rows;
 }
 
