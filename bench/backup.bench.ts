@@ -1,5 +1,6 @@
 // The whole `db:backup` command (process start, deploy locks, pg_dump of the three databases in
-// parallel, every archive verified with pg_restore --list and checksummed) against pg_dumpall of
+// parallel with their big tables' binary COPY files, every archive verified with pg_restore --list
+// and checksummed, every data file checked and checksummed) against pg_dumpall of
 // the same server, on two data sets: text-heavy (200k profiles, 200k documents) and vector-heavy
 // (20k+ random 768-dimension embeddings: real embeddings do not compress). Interleaved, median of
 // BENCH_RUNS (3), one server of its own holding only these three databases.
@@ -77,7 +78,8 @@ runBench(async (server) => {
           const dumped = fs.readdirSync(path.join(work, "backups")).sort().pop()!;
           const dir = path.join(work, "backups", dumped);
           const ourBytes = fs.readdirSync(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
-          sizes = `archives ${(ourBytes / 1048576).toFixed(0)} MiB (-Z${config.backupCompression}) vs pg_dumpall ${(fs.statSync(out).size / 1048576).toFixed(0)} MiB`;
+          const dataFiles = fs.readdirSync(dir).filter((f) => f.endsWith(".pgcopy")).length;
+          sizes = `archives and ${dataFiles} data files ${(ourBytes / 1048576).toFixed(0)} MiB (-Z${config.backupCompression}) vs pg_dumpall ${(fs.statSync(out).size / 1048576).toFixed(0)} MiB`;
           fs.rmSync(out);
         }
         const t = median(theirs);

@@ -1,8 +1,11 @@
 // The command line behind the npm scripts: parses flags, loads the configuration, calls one core
 // command, prints its report. Errors are one line on stderr; exit 0 done, 1 failed, 2 bad usage.
 // Every setting and flag is checked before anything starts (the embedded server) or is written.
+// Each command's module is loaded when that command runs (`await import`): db:backup starts
+// without TypeORM, the SQL parser or the migration compiler.
 import "reflect-metadata";
 import "../src/quiet-warnings";
+import "../src/postgres/load-pg";
 import * as path from "path";
 import { applyEnvironment, keepCount, npmBannerOnStdout, ConnectionSource, environmentsIn, Config, describeServer, lockWaitMsFrom, migrationsRootFrom, isProduction, isUnconfigured, loadConfig, scratchDatabaseUrl, scrubSecrets, testKillAt, timeoutsFrom } from "../src/config";
 import { newRunId } from "../src/run-id";
@@ -12,25 +15,11 @@ import { embeddedUrl, startEmbedded, EMBEDDED_ROOT } from "../src/postgres/embed
 import { EXIT, MigrationError, UsageError } from "../src/errors";
 import { clusterDataDir, destroyCluster, destroyClusterEverywhere, stopCluster } from "../src/postgres/local-cluster";
 import { checkMigrationName } from "../src/schema/render-migration";
-import { runMigrations, RunOptions } from "../src/commands/run";
-import { backupCommand } from "../src/commands/backup";
-import { checkDatabases } from "../src/commands/check";
-import { baselineDatabases } from "../src/commands/baseline";
-import { repairChecksums } from "../src/commands/repair";
-import { squashMigrations } from "../src/commands/squash";
-import { restoreBackup } from "../src/backup/restore";
-import { revertMigrations, RevertTarget } from "../src/commands/revert";
-import { showMigrations } from "../src/commands/show";
-import { generateMigrations } from "../src/commands/generate";
-import { createMigration } from "../src/commands/create";
+import type { RunOptions } from "../src/commands/run";
+import type { RevertTarget } from "../src/commands/revert";
 import { closestCommand, commandList, CommandDef, Flags, parseCommand } from "./command-line";
 import * as print from "./print";
 import * as printLint from "./print-lint";
-import { lintMigrations } from "../src/commands/lint";
-import { maintenanceCommand } from "../src/commands/maintenance";
-import { showEnvironments } from "../src/commands/environments";
-import { schemaDocs } from "../src/commands/docs";
-import { rehearseMigrations } from "../src/commands/rehearse";
 import * as printRehearse from "./print-rehearse";
 import type { Progress } from "../src/backup/backup";
 
@@ -139,7 +128,7 @@ async function showAcrossEnvironments(flags: Flags): Promise<number> {
       throw error instanceof UsageError ? new UsageError(`--env ${name}: ${error.line}`) : error;
     }
   });
-  const report = await showEnvironments(inputs, dbs);
+  const report = await (await import("../src/commands/environments")).showEnvironments(inputs, dbs);
   emit(flags, report, () => print.environments(report));
   return report.environments.some((e) => e.error) && !flags.allowUnreachable ? EXIT.failed : EXIT.ok;
 }
@@ -175,7 +164,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       if (flags.unsafe) console.error("warning: --unsafe: migrations with lint findings they do not accept are deployed");
       const options = { ...deployOptions(flags, "run"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, unsafe: flags.unsafe, keepMaintenance: flags.keepMaintenance };
-      const report = await runMigrations(await configure(flags), options);
+      const report = await (await import("../src/commands/run")).runMigrations(await configure(flags), options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     },
@@ -189,7 +178,7 @@ const COMMANDS: CommandDef[] = [
       if (flags.force) console.error("warning: --force: contracting even if a client wrote an old column within MIGRATION_CONTRACT_IDLE");
       const config = await configure(flags);
       const options = { ...deployOptions(flags, "complete"), dbs: selectedDbs(flags), to: flags.to, dryRun: flags.dryRun, keepMaintenance: flags.keepMaintenance, phase: "contract" as const, force: flags.force, contractIdle: config.evolve.contractIdle };
-      const report = await runMigrations(config, options);
+      const report = await (await import("../src/commands/run")).runMigrations(config, options);
       emit(flags, report, () => print.run(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     },
@@ -212,7 +201,7 @@ const COMMANDS: CommandDef[] = [
         }
       }
       const options = { ...deployOptions(flags, "revert"), target, dryRun: flags.dryRun };
-      const report = await revertMigrations(await configure(flags), options);
+      const report = await (await import("../src/commands/revert")).revertMigrations(await configure(flags), options);
       emit(flags, report, () => print.revert(report));
       return report.status === "failed" ? EXIT.failed : EXIT.ok;
     },
@@ -224,7 +213,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:show -- --env staging --env production",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const report = await showMigrations(await configure(flags), dbs);
+      const report = await (await import("../src/commands/show")).showMigrations(await configure(flags), dbs);
       emit(flags, report, () => print.show(report));
       return EXIT.ok;
     },
@@ -236,7 +225,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:lint -- --db apidb --all",
     async run(flags) {
       const dbs = selectedDbs(flags);
-      const report = await lintMigrations(await configure(flags), { dbs, all: !!flags.all });
+      const report = await (await import("../src/commands/lint")).lintMigrations(await configure(flags), { dbs, all: !!flags.all });
       emit(flags, report, () => printLint.lint(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     },
@@ -249,7 +238,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const json = !!flags.json;
       const options = { dbs: selectedDbs(flags), fromBackup: flags.fromBackup, scratchUrl: scratchUrl(flags), timeouts: timeouts(), progress: progressFor(json), signal: interruptSignal(json, "stopping and dropping the scratch databases") };
-      const report = await rehearseMigrations(await configure(flags), options);
+      const report = await (await import("../src/commands/rehearse")).rehearseMigrations(await configure(flags), options);
       emit(flags, report, () => printRehearse.rehearse(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     },
@@ -262,7 +251,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const dbs = selectedDbs(flags);
       const options = { shadowUrl: shadowUrl(flags), failOnPending: !!flags.failOnPending };
-      const report = await checkDatabases(await configure(flags), dbs, options);
+      const report = await (await import("../src/commands/check")).checkDatabases(await configure(flags), dbs, options);
       emit(flags, report, () => print.check(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     },
@@ -275,7 +264,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const dbs = selectedDbs(flags);
       const options = { shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting };
-      const report = await baselineDatabases(await configure(flags), dbs, options);
+      const report = await (await import("../src/commands/baseline")).baselineDatabases(await configure(flags), dbs, options);
       emit(flags, report, () => print.baseline(report));
       return report.ok ? EXIT.ok : EXIT.failed;
     },
@@ -288,7 +277,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const dbs = selectedDbs(flags);
       const lockWait = deployLockWaitMs();
-      const report = await repairChecksums(await configure(flags), dbs, lockWait, print.waiting);
+      const report = await (await import("../src/commands/repair")).repairChecksums(await configure(flags), dbs, lockWait, print.waiting);
       emit(flags, report, () => print.repair(report));
       return EXIT.ok;
     },
@@ -301,7 +290,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags) {
       const db = oneDb(flags, "migration:squash");
       const options = { to: flags.to, shadowUrl: shadowUrl(flags), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting };
-      const report = await squashMigrations(await configure(flags), db, options);
+      const report = await (await import("../src/commands/squash")).squashMigrations(await configure(flags), db, options);
       emit(flags, report, () => print.squash(report));
       return EXIT.ok;
     },
@@ -316,7 +305,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags, name) {
       const dbs = selectedDbs(flags);
       if (!flags.check) checkMigrationName(name);
-      const report = await generateMigrations(await configure(flags), { name, dbs, check: flags.check, renames: flags.rename, drops: flags.drop });
+      const report = await (await import("../src/commands/generate")).generateMigrations(await configure(flags), { name, dbs, check: flags.check, renames: flags.rename, drops: flags.drop });
       emit(flags, report, () => print.generate(report, !!flags.check));
       return flags.check && report.databases.some((d) => d.changed) ? EXIT.failed : EXIT.ok;
     },
@@ -330,7 +319,7 @@ const COMMANDS: CommandDef[] = [
     example: "npm run migration:create -- BackfillNames --db apidb",
     async run(flags, name) {
       const db = oneDb(flags, "migration:create");
-      const file = createMigration(migrationsRootFrom(process.env), name, db);
+      const file = (await import("../src/commands/create")).createMigration(migrationsRootFrom(process.env), name, db);
       emit(flags, { command: "create", db, file }, () => console.log(`${db}: created ${file}`));
       return EXIT.ok;
     },
@@ -345,7 +334,7 @@ const COMMANDS: CommandDef[] = [
       const keep = keepCount(flags.keep);
       const json = !!flags.json;
       const options = { dbs, keep, progress: progressFor(json), lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting, onReconnect: print.reconnect, signal: interruptSignal(json, "stopping the backup and removing its run directory") };
-      const report = await backupCommand(await configure(flags), options);
+      const report = await (await import("../src/commands/backup")).backupCommand(await configure(flags), options);
       emit(flags, report, () => print.backup(report));
       return EXIT.ok;
     },
@@ -360,7 +349,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags, backup) {
       const db = flags.db?.length ? oneDb(flags, "db:restore") : undefined;
       const lockTimeoutMs = deployLockWaitMs();
-      const report = await restoreBackup(await configure(flags), { backup: backup!, db, into: flags.into, lockTimeoutMs });
+      const report = await (await import("../src/backup/restore")).restoreBackup(await configure(flags), { backup: backup!, db, into: flags.into, lockTimeoutMs });
       emit(flags, report, () => print.restore(report));
       return EXIT.ok;
     },
@@ -371,7 +360,7 @@ const COMMANDS: CommandDef[] = [
     flags: { check: "write nothing: exit 1 if docs/schema.md is out of date", json: true },
     example: "npm run schema:docs -- --check",
     async run(flags) {
-      const report = schemaDocs({ check: flags.check });
+      const report = (await import("../src/commands/docs")).schemaDocs({ check: flags.check });
       emit(flags, { command: "schema:docs", ...report }, () => {
         if (flags.check) console.log(report.changed ? `${report.file} is out of date: run npm run schema:docs` : `${report.file} is up to date`);
         else console.log(report.changed ? `wrote ${report.file}` : `${report.file}: no changes`);
@@ -389,7 +378,7 @@ const COMMANDS: CommandDef[] = [
     async run(flags, action) {
       if (action !== "on" && action !== "off" && action !== "status") throw new UsageError(`db:maintenance: expected on, off or status (got ${JSON.stringify(action)})`);
       if (flags.message !== undefined && action !== "on") throw new UsageError("db:maintenance: --message goes with on");
-      const report = await maintenanceCommand(await configure(flags), { action, message: flags.message, lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting });
+      const report = await (await import("../src/commands/maintenance")).maintenanceCommand(await configure(flags), { action, message: flags.message, lockTimeoutMs: deployLockWaitMs(), onWait: print.waiting });
       emit(flags, report, () => print.maintenance(report));
       return EXIT.ok;
     },

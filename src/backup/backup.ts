@@ -1,16 +1,24 @@
 // Backups before anything changes: `pg_dump -Fc` of each database into
-// <backup dir>/<run id>/<db>.dump, a manifest (sha256, size, server version, migration state before),
-// every archive checked with `pg_restore --list`. Directory 0700, files 0600. Restore and retention.
+// <backup dir>/<run id>/<db>.dump, its big tables' data beside it as binary COPY files
+// (table-data.ts) from the archive's own snapshot, a manifest (sha256, size, server version,
+// migration state before, each data file with its rows), every archive checked with
+// `pg_restore --list`, every data file read back and checked as it is written. Directory 0700, files 0600.
+// Restore and retention.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
+import type { Client } from "pg";
 import type { DbTarget } from "../config";
 import { DbName, isDbName } from "../databases";
 import { MigrationError } from "../errors";
-import { settleAll } from "../postgres/sql";
+import { quoteIdent, settleAll } from "../postgres/sql";
 import { applicationName } from "../postgres/data-source";
+import { connectClient } from "../postgres/connect";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 import { isConnectionLost } from "../postgres/reconnect";
+import { readApplied } from "../runner/history";
+import { bigTables, copyOut, DataFile, DataTask, excludePattern } from "./table-data";
 
 export const MANIFEST = "manifest.json";
 
@@ -25,6 +33,8 @@ export interface BackupEntry {
   applied: string[];
   tables: number;
   durationMs: number;
+  /** The big tables' data, as binary COPY files beside the archive (whose data section leaves them out). */
+  data?: DataFile[];
 }
 
 export interface BackupManifest {
@@ -40,8 +50,8 @@ export interface BackupRequest {
   target: DbTarget;
   serverVersion: string;
   serverMajor: number;
-  /** Migrations applied, oldest first. */
-  applied: string[];
+  /** Migrations applied, oldest first; without it, read in the backup's own snapshot. */
+  applied?: string[];
 }
 
 /** A long step started or ended: the CLI shows those that take a while. */
@@ -88,14 +98,115 @@ export async function sha256Of(file: string): Promise<string> {
  * contents records where each table's data is, which parallel restore (`pg_restore -j`) needs.
  * The caller flushes it to disk (fsync) while it verifies it.
  */
-async function dumpTo(file: string, target: DbTarget, compression: number, runId: string, signal?: AbortSignal): Promise<{ sha256: string; size: number; stderr: string; code: number | null }> {
+async function dumpTo(file: string, target: DbTarget, compression: number, runId: string, extra: string[], signal?: AbortSignal): Promise<void> {
   fs.rmSync(file, { force: true }); // a try cut off by a lost connection
   fs.closeSync(fs.openSync(file, "wx", 0o600));
   // The newest pg_dump installed: one older than the server refuses, and says so.
-  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--no-sync", "--lock-wait-timeout=60000", "-f", file], pgEnv(target, undefined, `${applicationName(runId)} pg_dump`), signal);
+  const result = await runPgTool(findPgTool("pg_dump", 0), ["-Fc", "-Z", String(compression), "--no-password", "--no-sync", "--lock-wait-timeout=60000", ...extra, "-f", file], pgEnv(target, undefined, `${applicationName(runId)} pg_dump`), signal);
   if (signal?.aborted) throw new MigrationError("backup interrupted", target.db);
-  if (result.code !== 0) return { sha256: "", size: 0, stderr: result.stderr, code: result.code };
-  return { sha256: "", size: fs.statSync(file).size, stderr: result.stderr, code: result.code };
+  if (result.code !== 0) throw new DumpFailure(`pg_dump failed: ${firstError(result.stderr)}`, result.stderr);
+}
+
+/** A failed pg_dump or COPY, with what the program said (a lost connection is tried again). */
+class DumpFailure extends Error {
+  constructor(message: string, readonly detail: string) {
+    super(message);
+  }
+}
+
+/** COPY files read at once per database (each a server backend): one per core, 2 to 4. */
+const COPY_JOBS = Math.max(2, Math.min(4, os.cpus().length));
+
+/**
+ * The session whose snapshot the archive and the data files share (and the migrations applied, when
+ * the caller has not read them): REPEATABLE READ, the big
+ * tables locked (ACCESS SHARE, as pg_dump's own) until every file is written, its snapshot
+ * exported. Without big tables there is nothing to share: the session ends at once.
+ */
+async function openSnapshot(request: BackupRequest, runId: string, dataFiles: boolean, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
+  const client = await connectClient(request.target, 10_000, undefined, runId).catch((error: Error) => {
+    throw new DumpFailure(`pg_dump failed: ${error.message}`, error.message); // a server away: tried again
+  });
+  // Ctrl-C while it waits for a table's lock: the session ends at once.
+  const onAbort = () => void client.end().catch(() => undefined);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  client.once("end", () => signal?.removeEventListener("abort", onAbort));
+  try {
+    await client.query("SET idle_in_transaction_session_timeout = 0; SET lock_timeout = '60s'; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const tasks = dataFiles ? await bigTables(client, request.serverMajor) : [];
+    const applied = request.applied ?? (await readApplied(client)).map((a) => a.name);
+    if (!tasks.length) {
+      await client.end().catch(() => undefined);
+      return { tasks, applied };
+    }
+    const tables = [...new Set(tasks.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`))];
+    await client.query(`LOCK TABLE ${tables.join(", ")} IN ACCESS SHARE MODE`);
+    const { rows } = await client.query<{ snapshot: string }>("SELECT pg_export_snapshot() AS snapshot");
+    return { client, snapshot: rows[0].snapshot, tasks, applied };
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw new DumpFailure(`reading the tables failed: ${String((error as Error).message ?? error).split("\n")[0]}`, String((error as Error).message ?? error));
+  }
+}
+
+/** Runs `work` on every item, `jobs` at a time; all finish before the first failure is thrown. */
+async function inParallel<T, R>(items: T[], jobs: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: Array<Promise<R>> = [];
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) {
+      const p = work(items[i], i);
+      results[i] = p;
+      await p.catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
+  return settleAll(results);
+}
+
+interface Dumped {
+  file: string;
+  sha256: string;
+  /** The archive's table of contents. */
+  entries: string[];
+  data: DataFile[];
+  applied: string[];
+}
+
+/** One try: the archive and the data files of one database, from one snapshot, written and flushed. */
+async function dumpOnce(request: BackupRequest, dir: string, options: BackupOptions): Promise<Dumped> {
+  const { db, target } = request;
+  const file = path.join(dir, `${db}.dump`);
+  // A compressed backup (MIGRATION_BACKUP_COMPRESSION above 0) asked for size: every table stays in the archive.
+  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.compression === 0, options.signal);
+  try {
+    const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
+    const psql = tasks.length ? findPgTool("psql", 0) : "";
+    const application = `${applicationName(options.runId)} copy`;
+    const [archive, data] = await settleAll<unknown>([
+      // Once pg_dump is done, its archive is flushed to disk (pg_dump --no-sync), checksummed and
+      // its table of contents read, all at once, while the data files are still being written.
+      dumpTo(file, target, options.compression, options.runId, extra, options.signal)
+        .then(() => Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)])),
+      inParallel(tasks, COPY_JOBS, async (task, i) => {
+        const out = path.join(dir, `${db}.data-${i + 1}.pgcopy`);
+        const entry = await copyOut(psql, target, task, snapshot!, out, db, application, options.signal).catch((error: Error) => {
+          if (options.signal?.aborted) throw new MigrationError("backup interrupted", db);
+          if (error instanceof MigrationError) throw error;
+          throw new DumpFailure(`copying the data of ${quoteIdent(task.schema)}.${quoteIdent(task.table)} failed: ${error.message}`, error.message);
+        });
+        await fsyncFile(out);
+        return entry;
+      }),
+    ]);
+    const [sha256, entries] = archive as [string, string[]];
+    return { file, sha256, entries, data: data as DataFile[], applied };
+  } finally {
+    if (client) {
+      await client.query("COMMIT").catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
 }
 
 /** How a backup gets through a lost connection: resolves once the server is back (and the run's locks). */
@@ -113,36 +224,38 @@ interface BackupOptions {
   recover?: Recover;
 }
 
+/** The files of one database's earlier try (a lost connection), removed before the next. */
+function removeTries(dir: string, db: DbName): void {
+  for (const f of fs.readdirSync(dir)) if (f === `${db}.dump` || (f.startsWith(`${db}.data-`) && f.endsWith(".pgcopy"))) fs.rmSync(path.join(dir, f), { force: true });
+}
+
 async function backupOne(request: BackupRequest, dir: string, options: BackupOptions): Promise<BackupEntry> {
   const { db, target } = request;
   const started = Date.now();
-  const file = path.join(dir, `${db}.dump`);
   options.progress?.({ db, step: "backup", phase: "start" });
-  let dump: Awaited<ReturnType<typeof dumpTo>>;
+  let dumped: Dumped;
   for (let tries = 1; ; tries++) {
     try {
-      dump = await dumpTo(file, target, options.compression, options.runId, options.signal);
+      dumped = await dumpOnce(request, dir, options);
+      break;
     } catch (error) {
-      if (options.signal?.aborted) throw error;
-      dump = { sha256: "", size: 0, stderr: String((error as Error).message), code: -1 };
+      removeTries(dir, db);
+      if (options.signal?.aborted || error instanceof MigrationError) throw error;
+      const message = String((error as Error).message ?? error);
+      const detail = error instanceof DumpFailure ? error.detail : message;
+      // A server restart mid-dump: the dump starts over once the server (and the run's lock) is back.
+      if (!options.recover || tries > 5 || !isConnectionLost(detail)) throw new MigrationError(error instanceof DumpFailure ? message : `pg_dump failed: ${message}`, db);
+      await options.recover(db, firstError(detail));
     }
-    // A server restart mid-dump: the dump starts over once the server (and the run's lock) is back.
-    if (dump.code === 0 || !options.recover || tries > 5 || !isConnectionLost(dump.stderr)) break;
-    await options.recover(db, firstError(dump.stderr));
   }
-  if (dump.code !== 0) {
-    fs.rmSync(file, { force: true });
-    throw new MigrationError(`pg_dump failed: ${firstError(dump.stderr)}`, db);
-  }
-  // Flushed to disk (pg_dump --no-sync), checksummed and its table of contents read, all at once:
-  // each only reads the finished file, and the flush is I/O while the others are CPU.
-  const [sha256, entries] = await Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)]);
-  dump.sha256 = sha256;
+  const { file, sha256, entries, data, applied } = dumped;
   options.progress?.({ db, step: "backup", phase: "end" });
+  const copied = new Set(data.map((d) => `${d.schema}.${d.table}`)).size;
   return {
-    db, database: target.database, file: `${db}.dump`, sha256: dump.sha256, size: dump.size,
-    serverVersion: request.serverVersion, applied: request.applied,
-    tables: entries.filter((e) => / TABLE DATA /.test(e)).length, durationMs: Date.now() - started,
+    db, database: target.database, file: `${db}.dump`, sha256, size: fs.statSync(file).size,
+    serverVersion: request.serverVersion, applied,
+    tables: entries.filter((e) => / TABLE DATA /.test(e)).length + copied, durationMs: Date.now() - started,
+    ...(data.length ? { data } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import { DbName, isDbName } from "../databases";
 import { MigrationError, UsageError } from "../errors";
 import { readApplied } from "../runner/history";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
+import { copyIn, restoreWithData, verifyDataFile } from "./table-data";
 
 export interface RestoreResult {
   db: DbName;
@@ -94,6 +95,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
   const file = path.join(dir, entry.file);
   if (!fs.existsSync(file)) throw new MigrationError(`backup file ${file} is missing`, db);
   if ((await sha256Of(file)) !== entry.sha256) throw new MigrationError(`backup file ${entry.file} does not match its manifest checksum: refusing to restore it`, db);
+  for (const data of entry.data ?? []) await verifyDataFile(dir, data, db);
   const name = into ?? target.database;
   const staging = `${name.slice(0, 48)}_restoring_${crypto.randomBytes(3).toString("hex")}`;
   // On the database where deploys hold their locks, so the lock taken here excludes them.
@@ -106,8 +108,12 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
     try {
       // -d as a connection string, quoted, so no database name is ever read as one.
       const dbname = `dbname='${staging.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
-      const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, "-d", dbname, file], pgEnv(target, staging));
-      if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
+      const env = pgEnv(target, staging);
+      // The big tables' data files load between the archive's data and post-data sections.
+      await restoreWithData(async (section) => {
+        const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, ...(section ? [`--section=${section}`] : []), "-d", dbname, file], env);
+        if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
+      }, entry.data, (data) => copyIn(findPgTool("psql", serverMajor), env, dir, data, db));
       const restored = await connectClient(target, config.connectTimeoutMs, staging);
       let applied: string[];
       try {

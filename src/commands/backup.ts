@@ -1,14 +1,16 @@
 // db:backup: the deploy's backup step on its own, under the deploy lock so it sees no half-run.
 // A server restart mid-backup is waited out (MIGRATION_RECONNECT_BUDGET) and the dump taken again;
 // Ctrl-C or a failure leaves no run directory. Then retention, counted per database.
-import { backupDatabases, BackupManifest, Progress, PrunedRun, pruneBackups } from "../backup/backup";
+// It reads only what a backup needs (which databases exist; what each has applied, in the backup's
+// own snapshot) on plain connections, so the command loads neither TypeORM nor the migration files.
+import { backupDatabases, BackupManifest, BackupRequest, Progress, PrunedRun, pruneBackups } from "../backup/backup";
 import type { Config } from "../config";
-import type { DbName } from "../databases";
-import { checkExists, withLockedStates } from "../deploy/plan";
+import { DATABASES, DbName } from "../databases";
+import { MigrationError } from "../errors";
+import { settleAll } from "../postgres/sql";
 import { ReconnectEvent, Reconnects } from "../deploy/reconnects";
-import { backupRequestOf, recoverFor } from "../deploy/steps";
+import { existingDatabases, LockWait, withLocks } from "../runner/locks";
 import { newRunId } from "../run-id";
-import type { LockWait } from "../runner/locks";
 
 export interface BackupReport {
   command: "backup";
@@ -33,13 +35,22 @@ export interface BackupCommandOptions {
 
 export async function backupCommand(config: Config, options: BackupCommandOptions): Promise<BackupReport> {
   const runId = newRunId();
-  const { dir, manifest } = await withLockedStates(config, options.dbs, { runId, lockTimeoutMs: options.lockTimeoutMs ?? 120_000, onWait: options.onWait }, (states) => {
-    states.forEach(checkExists);
-    const sessions = [...new Set(states.map((s) => s.session!))];
+  // admindb is locked too, as by every run (withLockedStates): a backup sees no run half-way.
+  const locked = DATABASES.filter((db) => options.dbs.includes(db) || db === "admindb");
+  const { dir, manifest } = await withLocks(config, locked, { timeoutMs: options.lockTimeoutMs ?? 120_000, runId, onWait: options.onWait }, async (sessions) => {
+    const existing = await Promise.all(sessions.map(existingDatabases));
+    const requests = await settleAll(sessions.flatMap((session, i) => session.targets.filter((t) => options.dbs.includes(t.db)).map(async (target): Promise<BackupRequest> => {
+      if (!existing[i].has(target.database)) throw new MigrationError(`database "${target.database}" does not exist (migration:run creates it)`, target.db);
+      // The migrations applied are read in the backup's own snapshot.
+      return { db: target.db, target, serverVersion: session.serverVersion, serverMajor: session.serverMajor };
+    })));
+    requests.sort((a, b) => DATABASES.indexOf(a.db) - DATABASES.indexOf(b.db));
     const reconnects = new Reconnects(config, sessions, runId, options.onReconnect, options.signal);
-    return backupDatabases(states.map(backupRequestOf), {
-      backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, progress: options.progress,
-      signal: options.signal, recover: recoverFor(states, reconnects),
+    return backupDatabases(requests, {
+      backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, progress: options.progress, signal: options.signal,
+      // Once the server (and the lock) is back, the dump starts over; it reads what is applied again,
+      // in its own snapshot, so the manifest always says what the archive holds.
+      recover: async (db, cause) => reconnects.recover(requests.find((r) => r.db === db)!.target, new Error(cause)),
     });
   });
   const keep = options.keep ?? config.backupKeep;

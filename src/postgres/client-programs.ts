@@ -1,11 +1,11 @@
-// The PostgreSQL client programs (pg_dump, pg_restore), chosen to be at least as new as the server,
+// The PostgreSQL client programs (pg_dump, pg_restore, psql), chosen to be at least as new as the server,
 // and run with the connection passed by environment: never a password on a command line.
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { pgBinDir, type DbTarget } from "../config";
 
-export type PgTool = "pg_dump" | "pg_restore";
+export type PgTool = "pg_dump" | "pg_restore" | "psql";
 
 function candidates(): Array<{ dir: string; version: number }> {
   const out: Array<{ dir: string; version: number }> = [];
@@ -66,6 +66,6 @@ export function runPgTool(binary: string, args: string[], env: NodeJS.ProcessEnv
 
 /** The first meaningful line of a tool's stderr, without its program-name prefix. */
 export function firstError(stderr: string): string {
-  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l && !/^(pg_dump|pg_restore): (detail|hint):/i.test(l)) ?? "failed";
-  return line.replace(/^(pg_dump|pg_restore): (error: )?/, "");
+  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l && !/^(pg_dump|pg_restore|psql): (detail|hint):/i.test(l) && !/^(DETAIL|HINT|CONTEXT|LINE \d+):/.test(l)) ?? "failed";
+  return line.replace(/^(pg_dump|pg_restore|psql): (error: )?/, "").replace(/^(ERROR|FATAL):\s+/, "");
 }

@@ -1,7 +1,7 @@
 // Opening connections: TypeORM DataSources and plain pg clients, with every failure turned into a
 // one-line MigrationError naming the database and the cause (never the password).
 import { Client } from "pg";
-import { DataSource } from "typeorm";
+import type { DataSource } from "typeorm";
 import type { DbTarget } from "../config";
 import { scrubSecrets } from "../config";
 import { applicationName, dataSourceOptions } from "./data-source";
@@ -107,6 +107,9 @@ export async function createDatabase(target: DbTarget, connectTimeoutMs: number,
 
 /** An initialized TypeORM DataSource for `target`. */
 export async function openDataSource(target: DbTarget, connectTimeoutMs: number, runId?: string): Promise<DataSource> {
+  // TypeORM is loaded on first use: commands on plain connections (db:backup) start without it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { DataSource } = require("typeorm") as typeof import("typeorm");
   const dataSource = new DataSource(dataSourceOptions(target.db, target.url, connectTimeoutMs, runId));
   try {
     await dataSource.initialize();

@@ -4,15 +4,18 @@ import "reflect-metadata";
 import "../quiet-warnings";
 import type { PostgresDataSourceOptions } from "typeorm/driver/postgres/PostgresDataSourceOptions";
 import type { DbName } from "../databases";
-import { entities as admindbEntities } from "../entities/admindb";
-import { entities as apidbEntities } from "../entities/apidb";
-import { entities as authdbEntities } from "../entities/authdb";
 
-export const ENTITIES: Record<DbName, Function[]> = {
-  authdb: authdbEntities,
-  apidb: apidbEntities,
-  admindb: admindbEntities,
-};
+/**
+ * Each database's entities, loaded when first asked for: they load TypeORM, which commands that
+ * only use plain connections (db:backup) do not need.
+ */
+export const ENTITIES = Object.defineProperties({} as Record<DbName, Function[]>, {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  authdb: { enumerable: true, get: () => (require("../entities/authdb") as typeof import("../entities/authdb")).entities },
+  apidb: { enumerable: true, get: () => (require("../entities/apidb") as typeof import("../entities/apidb")).entities },
+  admindb: { enumerable: true, get: () => (require("../entities/admindb") as typeof import("../entities/admindb")).entities },
+  /* eslint-enable @typescript-eslint/no-require-imports */
+});
 
 export const MIGRATIONS_TABLE = "migrations";
 

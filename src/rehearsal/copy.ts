@@ -3,8 +3,9 @@
 // dumped in parallel from one synchronized snapshot, not compressed) into a private temp directory,
 // then `pg_restore -j <jobs> --no-owner --no-acl` (tables loaded and indexes built in parallel).
 // From a backup: its `<db>.dump` (-Fc, seekable, so it restores in parallel too) once its sha256
-// matches the manifest. Then VACUUM (ANALYZE), so the migrations meet planner statistics and a
-// visibility map as in production, and no autovacuum starts under them.
+// matches the manifest, and its big tables' binary COPY files once each verifies. Then VACUUM
+// (ANALYZE), so the migrations meet planner statistics and a visibility map as in production, and
+// no autovacuum starts under them.
 // Passwords only in the programs' environment; the temp directory is 0700, its files 0600
 // (umask 077), removed after, and by a later run when a killed one left it.
 import { spawn } from "child_process";
@@ -16,6 +17,7 @@ import type { DbName } from "../databases";
 import { MigrationError } from "../errors";
 import type { BackupEntry } from "../backup/backup";
 import { sha256Of } from "../backup/backup";
+import { copyIn, restoreWithData, verifyDataFile } from "../backup/table-data";
 import { findPgTool, firstError, pgEnv, ToolResult } from "../postgres/client-programs";
 import { connectClient } from "../postgres/connect";
 import { applicationName } from "../postgres/data-source";
@@ -202,12 +204,17 @@ export async function dumpAndRestore(source: CopySource, scratch: DbTarget, opti
       if ((await sha256Of(archive)) !== source.entry.sha256) {
         throw new MigrationError(`backup file ${path.basename(archive)} of ${source.runId} does not match its manifest checksum: refusing to rehearse on it`, db);
       }
+      for (const data of source.entry.data ?? []) await verifyDataFile(path.dirname(archive), data, db);
     }
     const listFile = path.join(temp, "restore.list");
     await restoreList(pgRestore, archive, listFile, db, signal);
-    const args = ["--no-owner", "--no-acl", "--exit-on-error", "--no-password", `--jobs=${jobs}`, "-L", listFile, "-d", dbnameArg(scratch.database), archive];
-    const restored = await runTool(pgRestore, args, scratchEnv(scratch, "pg_restore", runId), signal);
-    if (restored.code !== 0) throw new MigrationError(signal?.aborted ? "interrupted" : `pg_restore into the scratch database failed: ${firstError(restored.stderr)}`, db);
+    // A backup's big tables are in data files beside the archive: loaded between its data and post-data sections.
+    const data = source.kind === "backup" ? source.entry.data : undefined;
+    await restoreWithData(async (section) => {
+      const args = ["--no-owner", "--no-acl", "--exit-on-error", "--no-password", `--jobs=${jobs}`, ...(section ? [`--section=${section}`] : []), "-L", listFile, "-d", dbnameArg(scratch.database), archive];
+      const restored = await runTool(pgRestore, args, scratchEnv(scratch, "pg_restore", runId), signal);
+      if (restored.code !== 0) throw new MigrationError(signal?.aborted ? "interrupted" : `pg_restore into the scratch database failed: ${firstError(restored.stderr)}`, db);
+    }, data, (entry) => copyIn(findPgTool("psql", 0), scratchEnv(scratch, "psql", runId), path.dirname(archive), entry, db, signal));
   } finally {
     fs.rmSync(temp, { recursive: true, force: true });
   }
