@@ -2,8 +2,8 @@
 // bookkeeping, in order, with its checksum on record; a syntax error in one of them stops the run in
 // its plan with its file, line and column (TypeScript's diagnostic); a migration requiring a
 // TypeScript helper of its own still loads; one written with TypeScript-only syntax (an enum, a
-// generic, `as const`, class fields) and one with a decorator (compiled by TypeScript, not sucrase:
-// src/runner/compile.ts) run as written. Never timed.
+// generic, `as const`, class fields), one with a decorator and one with a namespace (both compiled by
+// TypeScript, not sucrase: src/runner/compile.ts) run as written. Never timed.
 import * as fs from "fs";
 import * as path from "path";
 import { readApplied, readHistory } from "../src/runner/history";
@@ -70,6 +70,25 @@ export class ${name}${T0 + i} implements MigrationInterface {
 
     public async down(queryRunner: QueryRunner): Promise<void> {
         await queryRunner.query("DROP TABLE many_${i}");
+    }
+}
+`);
+      } else if (i === 140) {
+        // A namespace with values: compiled by TypeScript (sucrase would take it for types and drop it).
+        const file = path.join(copy.root, "apidb", `${T0 + i}-${name}.ts`);
+        fs.writeFileSync(file, `import { MigrationInterface, QueryRunner } from "typeorm";
+
+namespace Tables {
+    export const name = "many_${i}";
+}
+
+export class ${name}${T0 + i} implements MigrationInterface {
+    public async up(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query(\`CREATE TABLE \${Tables.name} (id int PRIMARY KEY)\`);
+    }
+
+    public async down(queryRunner: QueryRunner): Promise<void> {
+        await queryRunner.query(\`DROP TABLE \${Tables.name}\`);
     }
 }
 `);

@@ -1,9 +1,9 @@
 // Compiling migration sources to JavaScript. Types are stripped by sucrase (what a run needs is the
 // JavaScript; type errors are the build's business): 10,000 migrations in about half a second, where
 // TypeScript's own emit took seconds. sucrase keeps every line where it was, so a stack trace points
-// into the .ts. A file sucrase cannot take (a syntax error, decorators, which it does not emit the
-// way tsconfig asks) goes to TypeScript, whose diagnostics name the line and column. The output is
-// kept by checksum, so checking a file and loading it compile it once.
+// into the .ts. A file sucrase cannot take (a syntax error) or would compile otherwise than
+// TypeScript (decorators, namespaces) goes to TypeScript, whose diagnostics name the line and
+// column. The output is kept by checksum, so checking a file and loading it compile it once.
 import * as fs from "fs";
 import * as path from "path";
 import { transform } from "sucrase";
@@ -97,12 +97,15 @@ function compileBatch(typescript: TS, batch: Array<{ file: string; text: string;
   }
 }
 
-/** A decorator at the start of a line: sucrase does not emit decorator metadata as tsconfig asks. */
-const DECORATOR = /^\s*@[A-Za-z_$]/m;
+/**
+ * What sucrase does not compile as TypeScript does: a decorator (no decorator metadata, which
+ * tsconfig asks for) and a namespace or module block (taken for types only: its values would vanish).
+ */
+const TYPESCRIPT_ONLY = /^\s*(?:@[A-Za-z_$]|(?:export\s+)?(?:declare\s+)?(?:namespace|module)\s+[A-Za-z_$])/m;
 
 /** sucrase's JavaScript for one source, or undefined when TypeScript should have it. */
 function stripTypes(file: string, text: string): string | undefined {
-  if (DECORATOR.test(text)) return undefined;
+  if (TYPESCRIPT_ONLY.test(text)) return undefined;
   try {
     // ES syntax stays as written (Node runs ES2022 as tsconfig targets): only types and imports change.
     return transform(text, { transforms: ["typescript", "imports"], disableESTransforms: true, filePath: file }).code;
