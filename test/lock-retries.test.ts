@@ -3,6 +3,8 @@
 // build leaves nothing INVALID behind. Real PostgreSQL, real blocking sessions: each step waits for
 // what the other side says (a retry line, a lock in pg_locks), never for a fixed time.
 import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
 import { Client } from "pg";
 import { readApplied } from "../src/runner/history";
 import { concurrentIndexOf, durationMs, retryDelay, safeToRepeat } from "../src/runner/lock-retries";
@@ -94,6 +96,21 @@ describe("a migration's transaction starts in the message of its first statement
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/stop here/);
     expect(await q(dbs.names.apidb, `SELECT to_regclass('never_kept') IS NULL AS gone`)).toEqual([{ gone: true }]);
+  });
+
+  it("a syntax error in its first statement, caught by the migration, still leaves the rest inside the transaction", async () => {
+    fs.rmSync(path.join(copy().root, "apidb", "1795800000103-FailsAfterFirst.ts"));
+    copy().addCode("apidb", "CatchesFirst", 1795800000104, `try {
+            await queryRunner.query("CREATE TABLEX tried_first (id int)");
+        } catch {
+            // an older server's syntax: go on without it
+        }
+        await queryRunner.query("CREATE TABLE after_caught (id int)");
+        if ((await queryRunner.query("SELECT 1 AS one")).length) throw new Error("stop after the caught error");`, ``);
+    const r = await runCli(["migration:run", "--db", "apidb", "--unsafe"], env());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stop after the caught error/);
+    expect(await q(dbs.names.apidb, `SELECT to_regclass('after_caught') IS NULL AS gone`)).toEqual([{ gone: true }]);
   });
 });
 

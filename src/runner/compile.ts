@@ -99,9 +99,10 @@ function compileBatch(typescript: TS, batch: Array<{ file: string; text: string;
 
 /**
  * What sucrase does not compile as TypeScript does: a decorator (no decorator metadata, which
- * tsconfig asks for) and a namespace or module block (taken for types only: its values would vanish).
+ * tsconfig asks for), a namespace or module block (taken for types only: its values would vanish)
+ * and an `accessor` field (left as is, which Node 20 cannot run). A false match only costs time.
  */
-const TYPESCRIPT_ONLY = /^\s*(?:@[A-Za-z_$]|(?:export\s+)?(?:declare\s+)?(?:namespace|module)\s+[A-Za-z_$])/m;
+const TYPESCRIPT_ONLY = /^\s*@[A-Za-z_$]|\b(?:namespace|module)\s+[A-Za-z_$][\w$.]*\s*\{|\baccessor\s+[A-Za-z_$#[]/m;
 
 /** sucrase's JavaScript for one source, or undefined when TypeScript should have it. */
 function stripTypes(file: string, text: string): string | undefined {

@@ -82,11 +82,11 @@ type PgQuery = (...args: unknown[]) => unknown;
  * migration's own or, if it sends none, the bookkeeping and COMMIT: one round trip fewer per
  * migration. The statements of one message run in order, each under the settings before it
  * (PostgreSQL 13+ times each on its own). A first statement with bind parameters (or a stream)
- * cannot share a message: the transaction's start goes ahead of it, as its own query. TypeORM is
+ * cannot share a message: the transaction's start is queued ahead of it, as its own query. TypeORM is
  * told the transaction started as usual. Returns what undoes the hook.
  */
 async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): Promise<() => void> {
-  const client = (qr as unknown as { databaseConnection: { query: PgQuery } }).databaseConnection;
+  const client = (qr as unknown as { databaseConnection: { query: PgQuery; getTransactionStatus?(): string | null } }).databaseConnection;
   const prefix = ["START TRANSACTION", ...statements].join("; ");
   const own = Object.prototype.hasOwnProperty.call(client, "query");
   const original = client.query;
@@ -99,18 +99,23 @@ async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): P
     const [text, values] = args;
     if (typeof text === "string" && args.length <= 2 && (values === undefined || (Array.isArray(values) && !values.length))) {
       // One message, several results: the caller gets those of its own statements.
-      return (original.call(client, `${prefix}; ${text}`) as Promise<unknown[]>).then((results) => {
-        const mine = results.slice(statements.length + 1);
-        return mine.length === 1 ? mine[0] : mine;
-      });
+      return (original.call(client, `${prefix}; ${text}`) as Promise<unknown[]>).then(
+        (results) => {
+          const mine = results.slice(statements.length + 1);
+          return mine.length === 1 ? mine[0] : mine;
+        },
+        async (error) => {
+          // A syntax error anywhere in a message runs none of it: the transaction starts now, so a
+          // migration that catches the error goes on inside it, as TypeORM believes.
+          if (client.getTransactionStatus?.() === "I") await original.call(client, prefix);
+          throw error;
+        },
+      );
     }
-    // Queued first: the client sends its queries one after another, in order.
-    const begun = original.call(client, prefix) as Promise<unknown>;
-    if (typeof text !== "string" || args.some((a) => typeof a === "function")) {
-      begun.catch(() => undefined); // its failure fails the statement after it
-      return original.apply(client, args);
-    }
-    return begun.then(() => original.apply(client, args));
+    // Queued first, the statement right behind it (the client sends its queries in order): a
+    // transaction start that failed leaves the statement failing too.
+    (original.call(client, prefix) as Promise<unknown>).catch(() => undefined);
+    return original.apply(client, args);
   };
   // TypeORM's startTransaction sends START TRANSACTION through qr.query: the hook above sends it.
   const ownQuery = Object.prototype.hasOwnProperty.call(qr, "query");
