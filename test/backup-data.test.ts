@@ -73,14 +73,16 @@ describe("binary COPY data files in backups", () => {
                'chunk ' || g, jsonb_build_object('g', g), g % 8
           FROM generate_series(1, 3000) g`));
     // Two tables no migration made: one with a generated column (in a data file without it, computed
-    // again on restore), one with a composite-type column (whose binary form names type OIDs: it
-    // stays in the archive).
+    // again on restore), one with a composite-type column and one with reg* columns (whose binary
+    // forms are OIDs, another object's in a restored copy: they stay in the archive).
     await withClient(dbs.names.admindb, (c) => c.query(`
       CREATE TABLE extra_generated (id bigserial PRIMARY KEY, body text NOT NULL, body_length int GENERATED ALWAYS AS (length(body)) STORED);
       INSERT INTO extra_generated (body) SELECT repeat(md5(g::text), 10) FROM generate_series(1, 25000) g;
       CREATE TYPE extra_pair AS (a int, b text);
       CREATE TABLE extra_pairs (id serial PRIMARY KEY, p extra_pair, payload text);
-      INSERT INTO extra_pairs (p, payload) SELECT ROW(g, 'b' || g)::extra_pair, repeat(md5(g::text), 10) FROM generate_series(1, 25000) g`));
+      INSERT INTO extra_pairs (p, payload) SELECT ROW(g, 'b' || g)::extra_pair, repeat(md5(g::text), 10) FROM generate_series(1, 25000) g;
+      CREATE TABLE extra_refs (id serial PRIMARY KEY, r regclass, rs regtype[], payload text);
+      INSERT INTO extra_refs (r, rs, payload) SELECT 'documents'::regclass, ARRAY['extra_pair'::regtype], repeat(md5(g::text), 12) FROM generate_series(1, 25000) g`));
     // The sizes the backup goes by are the catalog's, kept by VACUUM (autovacuum, in production).
     for (const db of ["apidb", "admindb"] as DbName[]) await withClient(dbs.names[db], (c) => c.query("VACUUM ANALYZE"));
     const r = await runCli(["db:backup", "--json"], dbs.env);
@@ -101,7 +103,7 @@ describe("binary COPY data files in backups", () => {
     expect(files("authdb")).toEqual([]);
     expect(files("apidb")).toEqual([["profiles", "apidb.data-1.pgcopy", 40000]]);
     const admin = entry("admindb").data!;
-    // Biggest first, numbered in that order; extra_pairs (a composite column) stays in the archive.
+    // Biggest first, numbered in that order; extra_pairs (a composite column) and extra_refs (reg*) stay in the archive.
     expect(admin.map((d) => d.file)).toEqual(["admindb.data-1.pgcopy", "admindb.data-2.pgcopy", "admindb.data-3.pgcopy"]);
     const table = (name: string) => admin.find((d) => d.table === name)!;
     expect(admin.map((d) => [d.table, d.rows]).sort()).toEqual([["documents", 20000], ["extra_generated", 25000], ["langchain_pg_embedding", 3000]]);

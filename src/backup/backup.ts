@@ -18,7 +18,7 @@ import { connectClient } from "../postgres/connect";
 import { findPgTool, firstError, pgEnv, runPgTool } from "../postgres/client-programs";
 import { isConnectionLost } from "../postgres/reconnect";
 import { readApplied } from "../runner/history";
-import { bigTables, copyOut, DataFile, DataTask, excludePattern } from "./table-data";
+import { bigTables, copyOut, DataFile, DataTask, excludePattern, inParallel } from "./table-data";
 
 export const MANIFEST = "manifest.json";
 
@@ -132,36 +132,28 @@ async function openSnapshot(request: BackupRequest, runId: string, dataFiles: bo
   signal?.addEventListener("abort", onAbort, { once: true });
   client.once("end", () => signal?.removeEventListener("abort", onAbort));
   try {
-    await client.query("SET idle_in_transaction_session_timeout = 0; SET lock_timeout = '60s'; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const tasks = dataFiles ? await bigTables(client, request.serverMajor) : [];
+    await client.query("SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET lock_timeout = '60s'");
+    // The big tables are listed first and locked before the snapshot is taken (LOCK TABLE takes
+    // none): a TRUNCATE or rewrite committed in between cannot leave the snapshot an emptied table.
+    const listed = dataFiles ? await bigTables(client, request.serverMajor) : [];
+    const name = (t: { schema: string; table: string }) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
+    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (listed.length) await client.query(`LOCK TABLE ${[...new Set(listed.map(name))].join(", ")} IN ACCESS SHARE MODE`);
+    // Read again under the locks and the snapshot: the columns as they are now; a table that grew
+    // big meanwhile is not locked here and stays with pg_dump.
+    const locked = new Set(listed.map(name));
+    const tasks = listed.length ? (await bigTables(client, request.serverMajor)).filter((t) => locked.has(name(t))) : [];
     const applied = request.applied ?? (await readApplied(client)).map((a) => a.name);
     if (!tasks.length) {
       await client.end().catch(() => undefined);
       return { tasks, applied };
     }
-    const tables = [...new Set(tasks.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`))];
-    await client.query(`LOCK TABLE ${tables.join(", ")} IN ACCESS SHARE MODE`);
     const { rows } = await client.query<{ snapshot: string }>("SELECT pg_export_snapshot() AS snapshot");
     return { client, snapshot: rows[0].snapshot, tasks, applied };
   } catch (error) {
     await client.end().catch(() => undefined);
     throw new DumpFailure(`reading the tables failed: ${String((error as Error).message ?? error).split("\n")[0]}`, String((error as Error).message ?? error));
   }
-}
-
-/** Runs `work` on every item, `jobs` at a time; all finish before the first failure is thrown. */
-async function inParallel<T, R>(items: T[], jobs: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: Array<Promise<R>> = [];
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) {
-      const p = work(items[i], i);
-      results[i] = p;
-      await p.catch(() => undefined);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
-  return settleAll(results);
 }
 
 interface Dumped {
@@ -183,22 +175,36 @@ async function dumpOnce(request: BackupRequest, dir: string, options: BackupOpti
     const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
     const psql = tasks.length ? findPgTool("psql", 0) : "";
     const application = `${applicationName(options.runId)} copy`;
+    // The first failure stops the rest (a pg_dump that gave up need not wait for every COPY, nor the
+    // other way round); that failure is the one reported.
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    let first: unknown;
+    const failFast = <T>(work: Promise<T>) => work.catch((error: unknown) => {
+      first ??= error;
+      stop.abort();
+      throw error;
+    });
     const [archive, data] = await settleAll<unknown>([
       // Once pg_dump is done, its archive is flushed to disk (pg_dump --no-sync), checksummed and
       // its table of contents read, all at once, while the data files are still being written.
-      dumpTo(file, target, options.compression, options.runId, extra, options.signal)
-        .then(() => Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)])),
-      inParallel(tasks, COPY_JOBS, async (task, i) => {
+      failFast(dumpTo(file, target, options.compression, options.runId, extra, stop.signal)
+        .then(() => Promise.all([sha256Of(file), verifyArchive(file, db, request.serverMajor), fsyncFile(file)]))),
+      failFast(inParallel(tasks, COPY_JOBS, async (task, i) => {
+        if (stop.signal.aborted) throw new MigrationError("backup interrupted", db);
         const out = path.join(dir, `${db}.data-${i + 1}.pgcopy`);
-        const entry = await copyOut(psql, target, task, snapshot!, out, db, application, options.signal).catch((error: Error) => {
-          if (options.signal?.aborted) throw new MigrationError("backup interrupted", db);
+        const entry = await copyOut(psql, target, task, snapshot!, out, db, application, stop.signal).catch((error: Error) => {
+          if (stop.signal.aborted) throw new MigrationError("backup interrupted", db);
           if (error instanceof MigrationError) throw error;
           throw new DumpFailure(`copying the data of ${quoteIdent(task.schema)}.${quoteIdent(task.table)} failed: ${error.message}`, error.message);
         });
         await fsyncFile(out);
         return entry;
-      }),
-    ]);
+      })),
+    ]).catch((error: unknown) => {
+      throw options.signal?.aborted ? error : (first ?? error);
+    }).finally(() => options.signal?.removeEventListener("abort", onAbort));
     const [sha256, entries] = archive as [string, string[]];
     return { file, sha256, entries, data: data as DataFile[], applied };
   } finally {

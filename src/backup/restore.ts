@@ -113,7 +113,7 @@ async function restoreOne(config: Config, dir: string, entry: BackupEntry, into:
       await restoreWithData(async (section) => {
         const result = await runPgTool(findPgTool("pg_restore", serverMajor), ["--exit-on-error", "--no-password", `--jobs=${RESTORE_JOBS}`, ...(section ? [`--section=${section}`] : []), "-d", dbname, file], env);
         if (result.code !== 0) throw new MigrationError(`pg_restore failed: ${firstError(result.stderr)}`, db);
-      }, entry.data, (data) => copyIn(findPgTool("psql", serverMajor), env, dir, data, db));
+      }, entry.data, (data) => copyIn(findPgTool("psql", serverMajor), env, dir, data, db), RESTORE_JOBS);
       const restored = await connectClient(target, config.connectTimeoutMs, staging);
       let applied: string[];
       try {

@@ -58,9 +58,9 @@ export function excludePattern(t: { schema: string; table: string }): string {
 /**
  * The big tables of the database `client` reads (in the transaction whose snapshot the backup
  * uses), as copy tasks, biggest first. Only tables whose every column has a binary form that does
- * not name type OIDs (which differ from database to database): built-in types, enums, ranges,
- * extension base types such as vector, domains over them, arrays of built-in types. Others stay in
- * the archive. Not before PostgreSQL 12 (generated columns).
+ * not name OIDs (which differ from database to database): built-in types but the reg* ones,
+ * enums, ranges, extension base types such as vector, domains over them, arrays of built-in types.
+ * Others stay in the archive. Not before PostgreSQL 12 (generated columns).
  */
 export async function bigTables(client: Client, serverMajor: number): Promise<DataTask[]> {
   if (serverMajor < 12) return [];
@@ -78,10 +78,22 @@ export async function bigTables(client: Client, serverMajor: number): Promise<Da
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
      GROUP BY n.nspname, c.relname, c.oid, c.relpages, toast.relpages
     HAVING bool_and(b.typtype IN ('b', 'e', 'r') AND b.typsend <> 0 AND b.typreceive <> 0
-                    AND (e.oid IS NULL OR (e.oid < 16384 AND e.typtype = 'b')))
+                    -- regclass, regtype, ...: sent as the OID, which names another object in a restored copy
+                    AND NOT (b.typnamespace = 'pg_catalog'::regnamespace AND b.typname LIKE 'reg%')
+                    AND (e.oid IS NULL OR (e.oid < 16384 AND e.typtype = 'b' AND e.typname NOT LIKE 'reg%')))
      ORDER BY greatest(c.relpages, 0) + greatest(coalesce(toast.relpages, 0), 0) DESC, 1, 2`, [BINARY_TABLE_BYTES]);
   return rows;
 }
+
+/**
+ * A COPY session's settings, as pg_dump sets its own: no statement or idle timeout of the role's
+ * cuts a long copy, and its lock waits at most a minute (like pg_dump's --lock-wait-timeout). The
+ * snapshot session already holds the table: a lock request queued behind someone's ACCESS
+ * EXCLUSIVE, which waits for that session, would otherwise wait forever, with the table's readers
+ * queued behind both.
+ */
+const COPY_OUT_OPTIONS = "-c lock_timeout=60s -c statement_timeout=0 -c idle_in_transaction_session_timeout=0";
+const COPY_IN_OPTIONS = "-c statement_timeout=0";
 
 /** The COPY that reads one table, binary, to stdout. */
 function copyOutSql(task: DataTask): string {
@@ -243,7 +255,7 @@ export async function copyOut(psql: string, target: DbTarget, task: DataTask, sn
     const args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", ...commands.flatMap((c) => ["-c", c])];
     let child;
     try {
-      child = spawn(psql, args, { env: pgEnv(target, undefined, application), stdio: ["ignore", fd, "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
+      child = spawn(psql, args, { env: { ...pgEnv(target, undefined, application), PGOPTIONS: COPY_OUT_OPTIONS }, stdio: ["ignore", fd, "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
     } finally {
       fs.closeSync(fd); // psql has its own
     }
@@ -337,7 +349,7 @@ export async function copyIn(psql: string, env: NodeJS.ProcessEnv, dir: string, 
     const sql = `COPY ${qualified(entry)} (${entry.columns.map(quoteIdent).join(", ")}) FROM STDIN (FORMAT binary)`;
     // Not quiet: psql says `COPY <rows>` on stdout.
     const args = ["-X", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql];
-    const child = spawn(psql, args, { env, stdio: [fd, "pipe", "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
+    const child = spawn(psql, args, { env: { ...env, PGOPTIONS: COPY_IN_OPTIONS }, stdio: [fd, "pipe", "pipe"], ...(signal ? { signal, killSignal: "SIGTERM" as const } : {}) });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d));
@@ -357,13 +369,29 @@ export async function copyIn(psql: string, env: NodeJS.ProcessEnv, dir: string, 
 
 /**
  * Restores an archive and its data files: the archive's pre-data section, then its data section
- * and the data files at once, then its post-data section (indexes, constraints, triggers), so the
+ * and the data files (`jobs` at a time), then its post-data section (indexes, constraints, triggers), so the
  * files load before the indexes are built, as pg_restore's own data would. Without data files,
  * one pg_restore. `restore(section)` runs pg_restore (with `--section=<section>` when given).
  */
-export async function restoreWithData(restore: (section?: "pre-data" | "data" | "post-data") => Promise<void>, data: DataFile[] | undefined, load: (entry: DataFile) => Promise<void>): Promise<void> {
+export async function restoreWithData(restore: (section?: "pre-data" | "data" | "post-data") => Promise<void>, data: DataFile[] | undefined, load: (entry: DataFile) => Promise<void>, jobs = 2): Promise<void> {
   if (!data?.length) return restore();
   await restore("pre-data");
-  await settleAll([restore("data"), ...data.map(load)]);
+  // `jobs` files at a time (each a backend), beside pg_restore's own jobs.
+  await settleAll<unknown>([restore("data"), inParallel(data, jobs, load)]);
   await restore("post-data");
+}
+
+/** Runs `work` on every item, `jobs` at a time; all finish before the first failure is thrown. */
+export async function inParallel<T, R>(items: T[], jobs: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: Array<Promise<R>> = [];
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) {
+      const p = work(items[i], i);
+      results[i] = p;
+      await p.catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, items.length) }, worker));
+  return settleAll(results);
 }

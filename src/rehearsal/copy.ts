@@ -214,7 +214,7 @@ export async function dumpAndRestore(source: CopySource, scratch: DbTarget, opti
       const args = ["--no-owner", "--no-acl", "--exit-on-error", "--no-password", `--jobs=${jobs}`, ...(section ? [`--section=${section}`] : []), "-L", listFile, "-d", dbnameArg(scratch.database), archive];
       const restored = await runTool(pgRestore, args, scratchEnv(scratch, "pg_restore", runId), signal);
       if (restored.code !== 0) throw new MigrationError(signal?.aborted ? "interrupted" : `pg_restore into the scratch database failed: ${firstError(restored.stderr)}`, db);
-    }, data, (entry) => copyIn(findPgTool("psql", 0), scratchEnv(scratch, "psql", runId), path.dirname(archive), entry, db, signal));
+    }, data, (entry) => copyIn(findPgTool("psql", 0), scratchEnv(scratch, "psql", runId), path.dirname(archive), entry, db, signal), jobs);
   } finally {
     fs.rmSync(temp, { recursive: true, force: true });
   }
