@@ -105,9 +105,11 @@ async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): P
           return mine.length === 1 ? mine[0] : mine;
         },
         async (error) => {
-          // A syntax error anywhere in a message runs none of it: the transaction starts now, so a
-          // migration that catches the error goes on inside it, as TypeORM believes.
-          if (client.getTransactionStatus?.() === "I") await original.call(client, prefix);
+          // A syntax error anywhere in a message runs none of it: then the transaction starts now, so
+          // a migration that catches the error goes on inside it, as TypeORM believes. Whether it
+          // started is asked after a probe (the status the client knows at the error is the one before).
+          const started = await (original.call(client, "SELECT 1") as Promise<unknown>).then(() => client.getTransactionStatus?.() !== "I", () => true);
+          if (!started) await original.call(client, prefix);
           throw error;
         },
       );
