@@ -222,10 +222,11 @@ describe("backup and restore", () => {
       expect(report.backup.manifest.databases.map((d: { db: string }) => d.db)).toEqual(["apidb"]);
       expect(report.backup.manifest.databases[0].applied).toEqual(shipped("apidb"));
       // The earlier db:backup run stays: it holds the newest backup of authdb and admindb.
-      const runs = fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR).sort();
+      // Run ids of one second do not sort by time (a random suffix): the older one is the other one.
+      const runs = fs.readdirSync(dbs.env.MIGRATION_BACKUP_DIR);
       expect(runs).toHaveLength(2);
-      expect(runs[runs.length - 1]).toBe(report.runId);
-      const older = JSON.parse(fs.readFileSync(path.join(dbs.env.MIGRATION_BACKUP_DIR, runs[0], "manifest.json"), "utf8"));
+      expect(runs).toContain(report.runId);
+      const older = JSON.parse(fs.readFileSync(path.join(dbs.env.MIGRATION_BACKUP_DIR, runs.find((r) => r !== report.runId)!, "manifest.json"), "utf8"));
       expect(older.databases.map((d: { db: string }) => d.db)).toEqual(["authdb", "apidb", "admindb"]);
     } finally {
       copy.remove();

@@ -182,8 +182,10 @@ describe("a server restart mid-deploy: reconnect, then finish", () => {
       await expectAppliedOnce(l.urls, copy);
       expect(await maintenanceOf(l.urls.admindb)).toEqual(before);
       // The backup itself is whole: one run directory, its archive verified by the manifest.
-      const [runDir] = fs.readdirSync(l.env.MIGRATION_BACKUP_DIR).filter((d) => fs.existsSync(path.join(l.env.MIGRATION_BACKUP_DIR, d, "manifest.json"))).sort().slice(-1);
-      const manifest = JSON.parse(fs.readFileSync(path.join(l.env.MIGRATION_BACKUP_DIR, runDir, "manifest.json"), "utf8"));
+      // The newest by its manifest (run ids of one second do not sort by time).
+      const manifests = fs.readdirSync(l.env.MIGRATION_BACKUP_DIR).filter((d) => fs.existsSync(path.join(l.env.MIGRATION_BACKUP_DIR, d, "manifest.json")))
+        .map((d) => JSON.parse(fs.readFileSync(path.join(l.env.MIGRATION_BACKUP_DIR, d, "manifest.json"), "utf8")));
+      const manifest = manifests.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt)).pop();
       expect(manifest.databases.map((d: { db: string }) => d.db)).toEqual(["admindb"]);
     } finally {
       await hold?.end().catch(() => undefined);
