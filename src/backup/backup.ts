@@ -123,8 +123,8 @@ const COPY_JOBS = Math.max(2, Math.min(4, os.cpus().length));
  * tables locked (ACCESS SHARE, as pg_dump's own) until every file is written, its snapshot
  * exported. Without big tables there is nothing to share: the session ends at once.
  */
-async function openSnapshot(request: BackupRequest, runId: string, dataFiles: boolean, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
-  const client = await connectClient(request.target, 10_000, undefined, runId).catch((error: Error) => {
+async function openSnapshot(request: BackupRequest, runId: string, dataFiles: boolean, connectTimeoutMs: number, signal?: AbortSignal): Promise<{ client?: Client; snapshot?: string; tasks: DataTask[]; applied: string[] }> {
+  const client = await connectClient(request.target, connectTimeoutMs, undefined, runId).catch((error: Error) => {
     throw new DumpFailure(`pg_dump failed: ${error.message}`, error.message); // a server away: tried again
   });
   // Ctrl-C while it waits for a table's lock: the session ends at once.
@@ -170,10 +170,10 @@ async function dumpOnce(request: BackupRequest, dir: string, options: BackupOpti
   const { db, target } = request;
   const file = path.join(dir, `${db}.dump`);
   // A compressed backup (MIGRATION_BACKUP_COMPRESSION above 0) asked for size: every table stays in the archive.
-  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.compression === 0, options.signal);
+  const { client, snapshot, tasks, applied } = await openSnapshot(request, options.runId, options.compression === 0, options.connectTimeoutMs ?? 10_000, options.signal);
   try {
     const extra = snapshot ? [`--snapshot=${snapshot}`, ...[...new Set(tasks.map(excludePattern))]] : [];
-    const psql = tasks.length ? findPgTool("psql", 0) : "";
+    const psql = tasks.length ? psqlFor(db) : "";
     const application = `${applicationName(options.runId)} copy`;
     // The first failure stops the rest (a pg_dump that gave up need not wait for every COPY, nor the
     // other way round); that failure is the one reported.
@@ -215,6 +215,15 @@ async function dumpOnce(request: BackupRequest, dir: string, options: BackupOpti
   }
 }
 
+/** psql, which copies the big tables' data; its absence said as such (not as pg_dump failing). */
+function psqlFor(db: DbName): string {
+  try {
+    return findPgTool("psql", 0);
+  } catch (error) {
+    throw new MigrationError(`the backup of its big tables needs psql: ${(error as Error).message}`, db);
+  }
+}
+
 /** How a backup gets through a lost connection: resolves once the server is back (and the run's locks). */
 export type Recover = (db: DbName, cause: string) => Promise<void>;
 
@@ -228,6 +237,8 @@ interface BackupOptions {
   signal?: AbortSignal;
   /** Without it, a lost connection fails the backup. */
   recover?: Recover;
+  /** For the snapshot session (MIGRATION_CONNECT_TIMEOUT); 10 s without it. */
+  connectTimeoutMs?: number;
 }
 
 /** The files of one database's earlier try (a lost connection), removed before the next. */

@@ -47,7 +47,7 @@ export async function backupCommand(config: Config, options: BackupCommandOption
     requests.sort((a, b) => DATABASES.indexOf(a.db) - DATABASES.indexOf(b.db));
     const reconnects = new Reconnects(config, sessions, runId, options.onReconnect, options.signal);
     return backupDatabases(requests, {
-      backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, progress: options.progress, signal: options.signal,
+      backupDir: config.backupDir, runId, reason: "db:backup", compression: config.backupCompression, connectTimeoutMs: config.connectTimeoutMs, progress: options.progress, signal: options.signal,
       // Once the server (and the lock) is back, the dump starts over; it reads what is applied again,
       // in its own snapshot, so the manifest always says what the archive holds.
       recover: async (db, cause) => reconnects.recover(requests.find((r) => r.db === db)!.target, new Error(cause)),

@@ -240,7 +240,7 @@ export async function executeSteps(config: Config, states: DbState[], steps: Ste
     // A database this run created is empty: there is nothing to back up.
     const requests = touched.filter((s) => !s.created).map(backupRequestOf);
     result.backup = await backupDatabases(requests, {
-      backupDir: config.backupDir, runId: options.runId, reason: options.reason, compression: config.backupCompression, progress: options.progress,
+      backupDir: config.backupDir, runId: options.runId, reason: options.reason, compression: config.backupCompression, connectTimeoutMs: config.connectTimeoutMs, progress: options.progress,
       signal: options.signal, recover: recoverFor(states, reconnects),
     });
     if (requests.length) result.pruned = pruneBackups(config.backupDir, options.backupKeep ?? config.backupKeep);
