@@ -201,32 +201,47 @@ export class PgCopyChecker {
   }
 }
 
-/** Reads a data file once: its size, sha256 and rows, or what is wrong with its PGCOPY structure. */
-async function readDataFile(file: string, columns: number): Promise<{ size: number; sha256: string; rows?: number; problem?: string }> {
-  const hash = crypto.createHash("sha256");
-  const checker = new PgCopyChecker(columns);
-  let size = 0;
-  let problem: string | undefined;
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
-    size += (chunk as Buffer).length;
-    hash.update(chunk as Buffer);
-    if (problem === undefined) {
+/** A data file's size, sha256 and rows, or what is wrong with its PGCOPY structure, taken as its bytes go by. */
+class DataFileDigest {
+  private readonly hash = crypto.createHash("sha256");
+  private readonly checker: PgCopyChecker;
+  size = 0;
+  private problem: string | undefined;
+
+  constructor(columns: number) {
+    this.checker = new PgCopyChecker(columns);
+  }
+
+  push(chunk: Buffer): void {
+    this.size += chunk.length;
+    this.hash.update(chunk);
+    if (this.problem !== undefined) return;
+    try {
+      this.checker.push(chunk);
+    } catch (error) {
+      this.problem = (error as Error).message;
+    }
+  }
+
+  /** Once the file is whole. */
+  end(): { size: number; sha256: string; rows?: number; problem?: string } {
+    const sha256 = this.hash.digest("hex");
+    if (this.problem === undefined) {
       try {
-        checker.push(chunk as Buffer);
+        return { size: this.size, sha256, rows: this.checker.end() };
       } catch (error) {
-        problem = (error as Error).message;
+        this.problem = (error as Error).message;
       }
     }
+    return { size: this.size, sha256, problem: this.problem };
   }
-  const sha256 = hash.digest("hex");
-  if (problem === undefined) {
-    try {
-      return { size, sha256, rows: checker.end() };
-    } catch (error) {
-      problem = (error as Error).message;
-    }
-  }
-  return { size, sha256, problem };
+}
+
+/** Reads a data file once: its size, sha256 and rows, or what is wrong with its PGCOPY structure. */
+async function readDataFile(file: string, columns: number): Promise<ReturnType<DataFileDigest["end"]>> {
+  const digest = new DataFileDigest(columns);
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) digest.push(chunk as Buffer);
+  return digest.end();
 }
 
 /**
@@ -271,29 +286,17 @@ export async function copyOut(psql: string, target: DbTarget, task: DataTask, sn
         resolve();
       });
     });
-    const hash = crypto.createHash("sha256");
-    const checker = new PgCopyChecker(task.columns.length);
+    const digest = new DataFileDigest(task.columns.length);
     const buffer = Buffer.allocUnsafe(1 << 20);
-    let size = 0;
     let flushed = 0;
     let flushing: Promise<unknown> | undefined;
-    let problem: string | undefined;
     for (;;) {
       const exited = code !== undefined;
-      const { bytesRead } = await reader.read(buffer, 0, buffer.length, size);
+      const { bytesRead } = await reader.read(buffer, 0, buffer.length, digest.size);
       if (bytesRead) {
-        const chunk = buffer.subarray(0, bytesRead);
-        size += bytesRead;
-        hash.update(chunk);
-        if (problem === undefined) {
-          try {
-            checker.push(chunk);
-          } catch (error) {
-            problem = (error as Error).message;
-          }
-        }
-        if (size - flushed >= 8 << 20 && !flushing) {
-          flushed = size;
+        digest.push(buffer.subarray(0, bytesRead));
+        if (digest.size - flushed >= 8 << 20 && !flushing) {
+          flushed = digest.size;
           flushing = reader.datasync().catch(() => undefined).then(() => (flushing = undefined));
         }
         // Caught up with psql (which writes 4 KiB at a time): wait for more rather than read crumbs.
@@ -312,14 +315,9 @@ export async function copyOut(psql: string, target: DbTarget, task: DataTask, sn
     await Promise.all([closed, flushing]);
     if (signal?.aborted) throw new Error("interrupted");
     if (code !== 0) throw new Error(firstError(stderr));
-    if (problem === undefined) {
-      try {
-        return { schema: task.schema, table: task.table, columns: task.columns, file: path.basename(file), format: "binary", sha256: hash.digest("hex"), size, rows: checker.end() };
-      } catch (error) {
-        problem = (error as Error).message;
-      }
-    }
-    throw new MigrationError(`backup file ${path.basename(file)} does not verify: ${problem}`, db);
+    const { size, sha256, rows, problem } = digest.end();
+    if (problem !== undefined) throw new MigrationError(`backup file ${path.basename(file)} does not verify: ${problem}`, db);
+    return { schema: task.schema, table: task.table, columns: task.columns, file: path.basename(file), format: "binary", sha256, size, rows: rows! };
   } finally {
     await reader.close();
   }

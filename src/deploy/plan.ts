@@ -12,7 +12,7 @@ import { DATABASES, DbName } from "../databases";
 import { MigrationError } from "../errors";
 import { AppliedMigration, HistoryEntry, readApplied, readHistory, recordedChecksums } from "../runner/history";
 import { existingDatabases, LockWait, ServerSession, withLocks } from "../runner/locks";
-import { checkLoadable, compileMigrations, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
+import { checkLoadable, extensionsCreatedBy, loadMigrationFiles, MigrationFile } from "../runner/migration-files";
 import { lintFailure, lintSql, LintResult, migrationSql, offlineDataSource } from "../safety/lint";
 import { SquashAdoption, SquashGap, squashView } from "../runner/squashed";
 
@@ -224,8 +224,7 @@ export async function checkPlan(state: DbState, todo: MigrationFile[], options: 
   checkIntegrity(state);
   if (!todo.length) return undefined;
   checkAdoptable(state);
-  await compileMigrations(todo);
-  checkLoadable(state.db, todo);
+  checkLoadable(state.db, todo); // compiles them all first
   await checkExtensions(state, todo);
   // Linted from the SQL the migrations emit, recorded once without a connection (the data-loss
   // count reads the same record).

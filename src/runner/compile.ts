@@ -6,10 +6,10 @@
 // column. The output is kept by checksum, so checking a file and loading it compile it once.
 import * as fs from "fs";
 import * as path from "path";
-import { transform } from "sucrase";
 import { PROJECT_ROOT } from "../paths";
 
 type TS = typeof import("typescript");
+type Sucrase = typeof import("sucrase");
 
 /** What compiling one source gave: its JavaScript, or its syntax errors (`line:col: message`). */
 export interface Compiled {
@@ -25,6 +25,7 @@ const compiled = new Map<string, Compiled>();
 const keyOf = (file: string, checksum: string) => `${checksum}:${file}`;
 
 let ts: TS | undefined;
+let sucrase: Sucrase | undefined;
 let options: import("typescript").CompilerOptions | undefined;
 
 /** The project's compiler options (tsconfig.json, as ts-node read them), made to emit one file at a time. */
@@ -107,9 +108,12 @@ const TYPESCRIPT_ONLY = /^\s*@[A-Za-z_$]|\b(?:namespace|module)\s+[A-Za-z_$][\w$
 /** sucrase's JavaScript for one source, or undefined when TypeScript should have it. */
 function stripTypes(file: string, text: string): string | undefined {
   if (TYPESCRIPT_ONLY.test(text)) return undefined;
+  // Loaded on the first compile (about 35 ms): most commands read migration files without compiling them.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  sucrase ??= require("sucrase") as Sucrase;
   try {
     // ES syntax stays as written (Node runs ES2022 as tsconfig targets): only types and imports change.
-    return transform(text, { transforms: ["typescript", "imports"], disableESTransforms: true, filePath: file }).code;
+    return sucrase.transform(text, { transforms: ["typescript", "imports"], disableESTransforms: true, filePath: file }).code;
   } catch {
     return undefined;
   }

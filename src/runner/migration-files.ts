@@ -175,11 +175,6 @@ export function syntaxErrors(file: MigrationFile): string[] {
 
 const toCompile = (files: MigrationFile[]) => files.filter((f) => !compiledTwin(f.path, f.checksum)).map((f) => ({ file: f.path, checksum: f.checksum }));
 
-/** Compiles these migrations ahead of `checkLoadable`: what a run over thousands of pending migrations calls first. */
-export async function compileMigrations(files: MigrationFile[]): Promise<void> {
-  compileAll(toCompile(files));
-}
-
 /**
  * Compiles and loads each migration before a run changes anything, so a broken file stops the run
  * in its plan, naming the file, line and column, instead of half way through the deploy.

@@ -55,26 +55,35 @@ function timeoutSettings(qr: QueryRunner, timeouts: Timeouts, local: boolean): s
   return settings;
 }
 
+type PgQuery = (...args: unknown[]) => unknown;
+
+/**
+ * Puts `replace(original)` in the place of `target.query`, as its own property; returns what puts
+ * the original back (the prototype's again, when it had none of its own). Safe to call twice.
+ */
+function replaceQuery(target: object, replace: (original: PgQuery) => PgQuery): () => void {
+  const holder = target as { query: PgQuery };
+  const own = Object.prototype.hasOwnProperty.call(holder, "query");
+  const original = holder.query;
+  holder.query = replace(original);
+  return () => {
+    if (own) holder.query = original;
+    else delete (holder as Partial<typeof holder>).query;
+  };
+}
+
 /**
  * Runs one of TypeORM's transaction calls with `extra` sent in the same round trip as the
  * statement it sends (`extra; COMMIT`): TypeORM keeps track of the transaction as usual.
  */
 async function along(qr: QueryRunner, statement: "COMMIT", extra: string, call: () => Promise<void>): Promise<void> {
-  const own = Object.prototype.hasOwnProperty.call(qr, "query");
-  const original = qr.query;
-  qr.query = ((sql: string, ...rest: unknown[]) => {
-    const combined = sql === statement ? `${extra}; ${statement}` : sql;
-    return (original as (...a: unknown[]) => Promise<unknown>).call(qr, combined, ...rest);
-  }) as QueryRunner["query"];
+  const restore = replaceQuery(qr, (original) => (sql, ...rest) => original.call(qr, sql === statement ? `${extra}; ${statement}` : sql, ...rest));
   try {
     await call();
   } finally {
-    if (own) qr.query = original;
-    else delete (qr as Partial<QueryRunner>).query;
+    restore();
   }
 }
-
-type PgQuery = (...args: unknown[]) => unknown;
 
 /**
  * Starts the migration's transaction (`START TRANSACTION` and its SET LOCALs, `statements` of them)
@@ -88,13 +97,7 @@ type PgQuery = (...args: unknown[]) => unknown;
 async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): Promise<() => void> {
   const client = (qr as unknown as { databaseConnection: { query: PgQuery; getTransactionStatus?(): string | null } }).databaseConnection;
   const prefix = ["START TRANSACTION", ...statements].join("; ");
-  const own = Object.prototype.hasOwnProperty.call(client, "query");
-  const original = client.query;
-  const restore = () => {
-    if (own) client.query = original;
-    else delete (client as Partial<typeof client>).query;
-  };
-  client.query = (...args: unknown[]) => {
+  const restore = replaceQuery(client, (original) => (...args: unknown[]) => {
     restore();
     const [text, values] = args;
     if (typeof text === "string" && args.length <= 2 && (values === undefined || (Array.isArray(values) && !values.length))) {
@@ -118,19 +121,16 @@ async function beginWithFirstStatement(qr: QueryRunner, statements: string[]): P
     // transaction start that failed leaves the statement failing too.
     (original.call(client, prefix) as Promise<unknown>).catch(() => undefined);
     return original.apply(client, args);
-  };
+  });
   // TypeORM's startTransaction sends START TRANSACTION through qr.query: the hook above sends it.
-  const ownQuery = Object.prototype.hasOwnProperty.call(qr, "query");
-  const query = qr.query;
-  qr.query = ((sql: string, ...rest: unknown[]) => (sql === "START TRANSACTION" ? Promise.resolve([]) : (query as PgQuery).call(qr, sql, ...rest))) as QueryRunner["query"];
+  const restoreQr = replaceQuery(qr, (query) => (sql, ...rest) => (sql === "START TRANSACTION" ? Promise.resolve([]) : query.call(qr, sql, ...rest)));
   try {
     await qr.startTransaction();
   } catch (error) {
     restore();
     throw error;
   } finally {
-    if (ownQuery) qr.query = query;
-    else delete (qr as Partial<QueryRunner>).query;
+    restoreQr();
   }
   return restore;
 }
